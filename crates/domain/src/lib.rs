@@ -1,0 +1,17 @@
+//! The domain of creditgate: exact credits, billing cycles, the wallet's
+//! ledger rules and holds. Plain Rust, no I/O: storage, providers and the
+//! clock sit behind traits elsewhere and call into this.
+
+pub mod clock;
+pub mod credits;
+pub mod cycle;
+pub mod kinds;
+pub mod ledger;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use credits::{Credits, ParseCreditsError};
+pub use cycle::{Cycle, anchor_for, cycle_at};
+pub use kinds::{ActivityKind, AiFeature, AiRequestStatus, BillingMode, HoldStatus, Role, UnknownValue};
+pub use ledger::{LedgerError, Posting, Reservation, Settlement, WalletState};
+pub mod plans;
+pub use plans::{Plan, PlanCatalog, PlanCatalogError};

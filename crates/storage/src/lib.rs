@@ -1,0 +1,27 @@
+//! The storage of creditgate on SeaORM: organizations, users, wallets, the
+//! append-only journal and holds, on SQLite (embedded default) and
+//! PostgreSQL (production).
+//!
+//! Every movement of credits locks its wallet row (a version bump that is
+//! the first statement of its transaction: the row lock on PostgreSQL, the
+//! write lock on SQLite), applies the domain's rules to what it read, and
+//! writes the new balances as guarded deltas together with the journal
+//! entries, in one transaction. Listeners hear of a change after its commit.
+
+pub mod entities;
+mod error;
+mod model;
+mod ops;
+mod query;
+mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use error::{StoreError, StoreResult};
+pub use model::{
+    ActivityFilter, ActivityPage, Discrepancy, Entry, Hold, Identity, Organization, Resolution, UsageDetails, User,
+    Wallet, WalletChange,
+};
+pub use ops::{CreditRequest, HoldRequest, Placement, fingerprint};
+pub use query::wallet_user_ids;
+pub use store::{Store, StoreOptions, WalletListener};

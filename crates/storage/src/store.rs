@@ -1,0 +1,356 @@
+//! The store: connection, configuration and the locked-wallet transaction
+//! every credit movement goes through.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use creditgate_domain::{Clock, Credits, PlanCatalog, Posting, WalletState, cycle_at};
+use creditgate_migrations::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, TransactionTrait,
+};
+
+use crate::entities::{journal_entries, organizations, wallets};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{Entry, UsageDetails, Wallet, WalletChange};
+
+/// Told about every committed wallet change, after its commit, in commit
+/// order per wallet.
+pub trait WalletListener: Send + Sync {
+    fn wallet_changed(&self, change: &WalletChange);
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    /// Connections of the pool (PostgreSQL). SQLite always uses one writer.
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    /// How long a hold may stay open before the sweep releases it.
+    pub hold_ttl: chrono::Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreOptions {
+            url: url.into(),
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(10),
+            hold_ttl: chrono::Duration::minutes(10),
+        }
+    }
+}
+
+/// The storage of creditgate. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) plans: Arc<PlanCatalog>,
+    pub(crate) hold_ttl: chrono::Duration,
+    listener: Option<Arc<dyn WalletListener>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend()).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects (creating a SQLite file when missing). SQLite runs in WAL
+    /// mode with foreign keys on, through one connection: SQLite has one
+    /// writer, and one connection makes every transaction wait its turn
+    /// instead of failing busy.
+    pub async fn connect(
+        options: &StoreOptions,
+        clock: Arc<dyn Clock>,
+        plans: Arc<PlanCatalog>,
+    ) -> StoreResult<Store> {
+        let mut opts = ConnectOptions::new(options.url.clone());
+        opts.connect_timeout(options.connect_timeout)
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false);
+        if options.url.starts_with("sqlite:") {
+            opts.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(30))
+            });
+        } else {
+            opts.max_connections(std::cmp::max(options.max_connections, 1));
+        }
+        let db = Database::connect(opts).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Store { db, clock, plans, hold_ttl: options.hold_ttl, listener: None })
+    }
+
+    /// Runs the pending migrations.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db.ping().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    pub fn with_listener(mut self, listener: Arc<dyn WalletListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn plans(&self) -> &PlanCatalog {
+        &self.plans
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The underlying connection, for checks that read raw rows.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub(crate) fn publish(&self, change: &WalletChange) {
+        if let Some(l) = &self.listener {
+            l.wallet_changed(change);
+        }
+    }
+
+    pub(crate) fn allocation_for(&self, plan_id: &str) -> Credits {
+        match self.plans.get(plan_id) {
+            Some(p) => p.monthly_credits_per_user,
+            None => {
+                tracing::warn!(plan_id, "organization is on a plan that is no longer configured; using the default plan");
+                self.plans.default_plan().monthly_credits_per_user
+            }
+        }
+    }
+
+    /// Locks one wallet for a change: bumps its version (which takes the row
+    /// lock on PostgreSQL and the write lock on SQLite) and reads it, then
+    /// closes its billing cycle if that has ended. `None` when there is no
+    /// such wallet, or (with `only_if_cycle_ended`) when its cycle has not
+    /// ended, which lets concurrent sweeps claim each wallet once.
+    pub(crate) async fn lock_wallet(
+        &self,
+        user_id: &str,
+        only_if_cycle_ended: bool,
+    ) -> StoreResult<Option<LockedWallet>> {
+        self.lock_wallet_on(&self.db, user_id, only_if_cycle_ended).await
+    }
+
+    /// [`Store::lock_wallet`] inside `parent`: a savepoint when `parent` is
+    /// itself a transaction, whose changes commit with it.
+    pub(crate) async fn lock_wallet_on<P: TransactionTrait<Transaction = DatabaseTransaction>>(
+        &self,
+        parent: &P,
+        user_id: &str,
+        only_if_cycle_ended: bool,
+    ) -> StoreResult<Option<LockedWallet>> {
+        let now = self.clock.now();
+        let txn = parent.begin().await?;
+        let mut update = wallets::Entity::update_many()
+            .col_expr(wallets::Column::Version, Expr::col(wallets::Column::Version).add(1))
+            .filter(wallets::Column::UserId.eq(user_id));
+        if only_if_cycle_ended {
+            update = update.filter(wallets::Column::CycleEnd.lte(now));
+        }
+        let mut rows = update.exec_with_returning(&txn).await?;
+        let Some(row) = rows.pop() else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
+        let before = Wallet::from(&row).state();
+        let mut locked = LockedWallet {
+            txn,
+            user_id: row.user_id,
+            org_id: row.org_id,
+            version: row.version,
+            before: before.clone(),
+            state: before,
+            now,
+            pending: Vec::new(),
+        };
+        if locked.state.cycle_ended(now) {
+            let org = organizations::Entity::find_by_id(locked.org_id.clone())
+                .one(&locked.txn)
+                .await?
+                .ok_or_else(|| StoreError::corrupt(format!("wallet of `{user_id}` has no organization")))?;
+            let current = cycle_at(org.billing_anchor, now);
+            let postings = locked.state.close_cycle(current, self.allocation_for(&org.plan_id));
+            for p in postings {
+                locked.push(p, EntryExtras::default());
+            }
+        }
+        Ok(Some(locked))
+    }
+
+    pub(crate) async fn lock_existing(&self, user_id: &str) -> StoreResult<LockedWallet> {
+        self.lock_wallet(user_id, false)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { what: "user", id: user_id.to_owned() })
+    }
+}
+
+/// What an entry records besides its posting.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EntryExtras {
+    pub usage: Option<UsageDetails>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub hold_id: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// A wallet locked inside an open transaction, with the changes to write.
+pub(crate) struct LockedWallet {
+    pub txn: DatabaseTransaction,
+    pub user_id: String,
+    pub org_id: String,
+    /// The version after the lock's bump.
+    pub version: i64,
+    pub before: WalletState,
+    pub state: WalletState,
+    pub now: DateTime<Utc>,
+    pending: Vec<(Posting, EntryExtras)>,
+}
+
+impl LockedWallet {
+    pub fn push(&mut self, posting: Posting, extras: EntryExtras) {
+        self.pending.push((posting, extras));
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.pending.is_empty() || self.state != self.before
+    }
+
+    /// Commits and tells the listener.
+    pub async fn commit_and_publish(self, store: &Store) -> StoreResult<WalletChange> {
+        let change = self.commit().await?;
+        store.publish(&change);
+        Ok(change)
+    }
+
+    /// Writes the new balances (as deltas, guarded by the version this
+    /// transaction holds) and the entries, each with the balance right after
+    /// it, then commits (releases the savepoint, when nested: the caller
+    /// publishes after the outer commit).
+    pub async fn commit(self) -> StoreResult<WalletChange> {
+        let LockedWallet { txn, user_id, org_id, version, before, state, now, pending } = self;
+        if let Err(broken) = state.check() {
+            txn.rollback().await?;
+            return Err(StoreError::corrupt(broken));
+        }
+        let delta = |a: Credits, b: Credits| b.millis() - a.millis();
+        let updated = wallets::Entity::update_many()
+            .col_expr(
+                wallets::Column::MonthlyBalance,
+                Expr::col(wallets::Column::MonthlyBalance).add(delta(before.monthly, state.monthly)),
+            )
+            .col_expr(
+                wallets::Column::PermanentBalance,
+                Expr::col(wallets::Column::PermanentBalance).add(delta(before.permanent, state.permanent)),
+            )
+            .col_expr(
+                wallets::Column::HeldMonthly,
+                Expr::col(wallets::Column::HeldMonthly).add(delta(before.held_monthly, state.held_monthly)),
+            )
+            .col_expr(
+                wallets::Column::HeldPermanent,
+                Expr::col(wallets::Column::HeldPermanent).add(delta(before.held_permanent, state.held_permanent)),
+            )
+            .col_expr(wallets::Column::MonthlyAllocation, Expr::value(state.monthly_allocation.millis()))
+            .col_expr(wallets::Column::CycleStart, Expr::value(state.cycle.start))
+            .col_expr(wallets::Column::CycleEnd, Expr::value(state.cycle.end))
+            .col_expr(wallets::Column::UpdatedAt, Expr::value(now))
+            .filter(wallets::Column::UserId.eq(user_id.as_str()))
+            .filter(wallets::Column::Version.eq(version))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            txn.rollback().await?;
+            return Err(StoreError::corrupt(format!("wallet of `{user_id}` changed under its lock")));
+        }
+        let mut running = before.total().millis();
+        let mut entries = Vec::with_capacity(pending.len());
+        for (posting, extras) in pending {
+            running += posting.monthly_delta.millis() + posting.permanent_delta.millis();
+            let usage = extras.usage.unwrap_or_default();
+            let row = journal_entries::ActiveModel {
+                id: NotSet,
+                user_id: Set(user_id.clone()),
+                org_id: Set(org_id.clone()),
+                at: Set(now),
+                kind: Set(posting.kind.as_str().to_owned()),
+                feature: Set(usage.feature.map(|f| f.as_str().to_owned())),
+                billing_mode: Set(usage.billing_mode.map(|f| f.as_str().to_owned())),
+                status: Set(usage.status.map(|f| f.as_str().to_owned())),
+                provider: Set(usage.provider),
+                model: Set(usage.model),
+                input_tokens: Set(usage.input_tokens),
+                output_tokens: Set(usage.output_tokens),
+                credits_consumed: Set(posting.credits_consumed.millis()),
+                credits_avoided: Set(usage.credits_avoided.millis()),
+                monthly_delta: Set(posting.monthly_delta.millis()),
+                permanent_delta: Set(posting.permanent_delta.millis()),
+                balance_after: Set(running),
+                pricing_version: Set(usage.pricing_version),
+                idempotency_key: Set(extras.idempotency_key),
+                request_hash: Set(extras.request_hash),
+                hold_id: Set(extras.hold_id),
+                reference: Set(extras.reference),
+                description: Set(usage.description.or(posting.description)),
+                wallet_version: Set(version),
+            };
+            let inserted = journal_entries::Entity::insert(row).exec_with_returning(&txn).await;
+            let inserted = match inserted {
+                Ok(m) => m,
+                Err(e) => {
+                    txn.rollback().await?;
+                    return Err(e.into());
+                }
+            };
+            entries.push(Entry::try_from(inserted)?);
+        }
+        if running != state.total().millis() {
+            txn.rollback().await?;
+            return Err(StoreError::corrupt(format!(
+                "entries of `{user_id}` do not add up to the new balance"
+            )));
+        }
+        txn.commit().await?;
+        Ok(WalletChange { wallet: Wallet::from_state(&user_id, &org_id, &state, version), entries })
+    }
+
+    /// Gives up: nothing is written.
+    pub async fn rollback(self) -> StoreResult<()> {
+        self.txn.rollback().await?;
+        Ok(())
+    }
+
+    /// Commits when something changed (a closed cycle, say), else rolls back.
+    pub async fn finish(self, store: &Store) -> StoreResult<Wallet> {
+        if self.has_changes() {
+            Ok(self.commit_and_publish(store).await?.wallet)
+        } else {
+            let wallet = Wallet::from_state(&self.user_id, &self.org_id, &self.state, self.version - 1);
+            self.rollback().await?;
+            Ok(wallet)
+        }
+    }
+}
