@@ -50,12 +50,13 @@ pub async fn journal(store: &Store, user: &str) -> Vec<creditgate_storage::Entry
 /// The journal's running sum matches every entry's balance after, and the
 /// cache matches the journal and the holds.
 pub async fn assert_books_balance(store: &Store, user: &str) {
+    // Reading the wallet first closes an ended cycle, so the journal is complete.
+    let w = store.wallet(user).await.unwrap();
     let mut running = 0i64;
     for e in journal(store, user).await {
         running += e.monthly_delta.millis() + e.permanent_delta.millis();
         assert_eq!(e.balance_after.millis(), running, "balance after of entry {e:?}");
     }
-    let w = store.wallet(user).await.unwrap();
     assert_eq!(w.total().millis(), running, "wallet total equals the journal");
     let off = store.reconcile().await.unwrap();
     assert!(off.is_empty(), "reconcile found {off:?}");
