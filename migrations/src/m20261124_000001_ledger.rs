@@ -142,7 +142,13 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("users_org").table(Users::Table).col(Users::OrgId).to_owned())
+            .create_index(
+                Index::create()
+                    .name("users_org")
+                    .table(Users::Table)
+                    .col(Users::OrgId)
+                    .to_owned(),
+            )
             .await?;
 
         // The wallet caches the sum of its journal. The checks make a negative
@@ -184,7 +190,13 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("wallets_org").table(Wallets::Table).col(Wallets::OrgId).to_owned())
+            .create_index(
+                Index::create()
+                    .name("wallets_org")
+                    .table(Wallets::Table)
+                    .col(Wallets::OrgId)
+                    .to_owned(),
+            )
             .await?;
 
         manager

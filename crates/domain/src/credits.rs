@@ -170,8 +170,9 @@ impl<'de> Deserialize<'de> for Credits {
             Str(String),
         }
         match Raw::deserialize(deserializer)? {
-            Raw::Int(i) => Credits::from_whole(i)
-                .ok_or_else(|| serde::de::Error::custom(format!("{i} credits is out of range"))),
+            Raw::Int(i) => {
+                Credits::from_whole(i).ok_or_else(|| serde::de::Error::custom(format!("{i} credits is out of range")))
+            }
             Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -203,12 +204,15 @@ mod tests {
     #[test]
     fn refuses_everything_else() {
         for bad in [
-            "", "1e3", "1E3", "+1", " 1", "1 ", "1.", ".5", "1.2345", "0.0001", "1,5", "NaN", "inf", "--1",
-            "1.-2", "0x10", "١",
+            "", "1e3", "1E3", "+1", " 1", "1 ", "1.", ".5", "1.2345", "0.0001", "1,5", "NaN", "inf", "--1", "1.-2",
+            "0x10", "١",
         ] {
             assert!(bad.parse::<Credits>().is_err(), "{bad:?} parsed");
         }
-        assert!(matches!("1.2345".parse::<Credits>(), Err(ParseCreditsError::TooPrecise(_))));
+        assert!(matches!(
+            "1.2345".parse::<Credits>(),
+            Err(ParseCreditsError::TooPrecise(_))
+        ));
         assert!(matches!(
             "9223372036854775.808".parse::<Credits>(),
             Err(ParseCreditsError::OutOfRange(_))

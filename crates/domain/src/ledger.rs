@@ -57,7 +57,12 @@ pub struct Posting {
 }
 
 impl Posting {
-    fn new(kind: ActivityKind, monthly_delta: i64, permanent_delta: i64, description: impl Into<Option<String>>) -> Self {
+    fn new(
+        kind: ActivityKind,
+        monthly_delta: i64,
+        permanent_delta: i64,
+        description: impl Into<Option<String>>,
+    ) -> Self {
         Posting {
             kind,
             monthly_delta: Credits::from_millis(monthly_delta),
@@ -138,7 +143,11 @@ impl WalletState {
 
     /// monthly + permanent - held.
     pub fn available(&self) -> Credits {
-        Credits::from_millis(self.free_monthly().millis().saturating_add(self.free_permanent().millis()))
+        Credits::from_millis(
+            self.free_monthly()
+                .millis()
+                .saturating_add(self.free_permanent().millis()),
+        )
     }
 
     pub fn free_monthly(&self) -> Credits {
@@ -197,7 +206,10 @@ impl WalletState {
                 ActivityKind::MonthlyAllocation,
                 allocation.millis(),
                 0,
-                format!("Monthly allocation for the cycle starting {}", current.start.date_naive()),
+                format!(
+                    "Monthly allocation for the cycle starting {}",
+                    current.start.date_naive()
+                ),
             ));
         }
         self.monthly = Credits::from_millis(self.held_monthly.millis() + allocation.millis());
@@ -213,13 +225,20 @@ impl WalletState {
         }
         let available = self.available();
         if available < amount {
-            return Err(LedgerError::InsufficientCredits { requested: amount, available });
+            return Err(LedgerError::InsufficientCredits {
+                requested: amount,
+                available,
+            });
         }
         let monthly = amount.min(self.free_monthly());
         let permanent = Credits::from_millis(amount.millis() - monthly.millis());
         self.held_monthly = Credits::from_millis(self.held_monthly.millis() + monthly.millis());
         self.held_permanent = Credits::from_millis(self.held_permanent.millis() + permanent.millis());
-        Ok(Reservation { monthly, permanent, cycle_start: self.cycle.start })
+        Ok(Reservation {
+            monthly,
+            permanent,
+            cycle_start: self.cycle.start,
+        })
     }
 
     /// Reserves `amount`, or as much as is available when that is less but
@@ -234,7 +253,10 @@ impl WalletState {
         if available >= minimum {
             return self.place_hold(available);
         }
-        Err(LedgerError::InsufficientCredits { requested: minimum.min(amount), available })
+        Err(LedgerError::InsufficientCredits {
+            requested: minimum.min(amount),
+            available,
+        })
     }
 
     /// Resolves a hold: charges `cost` (at most the hold), monthly credits
@@ -252,7 +274,11 @@ impl WalletState {
         let from_permanent = rest - from_free_monthly;
 
         let from_past_cycle = hold.cycle_start < self.cycle.start;
-        let expired = if from_past_cycle { hold.monthly.millis() - from_hold_monthly } else { 0 };
+        let expired = if from_past_cycle {
+            hold.monthly.millis() - from_hold_monthly
+        } else {
+            0
+        };
 
         let monthly_delta = -(from_hold_monthly + from_free_monthly);
         self.monthly = Credits::from_millis(self.monthly.millis() + monthly_delta - expired);
@@ -363,7 +389,10 @@ mod tests {
         let first = cycle("2025-01-10T00:00:00Z");
         let (mut w, _) = WalletState::open(first, c(100));
         let h = w.place_hold(c(80)).unwrap();
-        let next = Cycle { start: first.end, end: first.end + chrono::Duration::days(28) };
+        let next = Cycle {
+            start: first.end,
+            end: first.end + chrono::Duration::days(28),
+        };
         let posts = w.close_cycle(next, c(100));
         assert_eq!(posts[0].monthly_delta, c(-20));
         assert_eq!(w.available(), c(100));

@@ -1,9 +1,7 @@
 //! What storage hands out: plain records, decoded from rows.
 
 use chrono::{DateTime, Utc};
-use creditgate_domain::{
-    ActivityKind, AiFeature, AiRequestStatus, BillingMode, Credits, Cycle, Role, WalletState,
-};
+use creditgate_domain::{ActivityKind, AiFeature, AiRequestStatus, BillingMode, Credits, Cycle, Role, WalletState};
 use serde::{Deserialize, Serialize};
 
 use crate::entities::{journal_entries, organizations, users, wallets};
@@ -104,7 +102,11 @@ impl Wallet {
     }
 
     pub fn total(&self) -> Credits {
-        Credits::from_millis(self.monthly_balance.millis().saturating_add(self.permanent_balance.millis()))
+        Credits::from_millis(
+            self.monthly_balance
+                .millis()
+                .saturating_add(self.permanent_balance.millis()),
+        )
     }
 
     pub fn available(&self) -> Credits {
@@ -118,7 +120,10 @@ impl Wallet {
             held_monthly: self.held_monthly,
             held_permanent: self.held_permanent,
             monthly_allocation: self.monthly_allocation,
-            cycle: Cycle { start: self.cycle_start, end: self.cycle_end },
+            cycle: Cycle {
+                start: self.cycle_start,
+                end: self.cycle_end,
+            },
         }
     }
 

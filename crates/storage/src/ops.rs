@@ -5,9 +5,7 @@ use creditgate_domain::{
     ActivityKind, AiRequestStatus, Credits, HoldStatus, Posting, Reservation, WalletState, anchor_for, cycle_at,
 };
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use sha2::{Digest, Sha256};
 
 use crate::entities::{holds, journal_entries, organizations, users, wallets};
@@ -57,7 +55,14 @@ pub struct HoldRequest {
 
 impl HoldRequest {
     pub fn new(amount: Credits) -> Self {
-        HoldRequest { amount, minimum: None, idempotency_key: None, request_hash: None, details: None, ttl: None }
+        HoldRequest {
+            amount,
+            minimum: None,
+            idempotency_key: None,
+            request_hash: None,
+            details: None,
+            ttl: None,
+        }
     }
 }
 
@@ -67,7 +72,11 @@ pub enum Placement {
     /// A new hold.
     Placed { hold: Hold, wallet: Wallet },
     /// The idempotency key was used before with the same request: that hold.
-    Existing { hold: Hold, status: HoldStatus, entry: Option<Entry> },
+    Existing {
+        hold: Hold,
+        status: HoldStatus,
+        entry: Option<Box<Entry>>,
+    },
 }
 
 fn hold_from(row: &holds::Model) -> Hold {
@@ -176,8 +185,7 @@ impl Store {
             txn.rollback().await?;
             return Err(e.into());
         }
-        let (state, postings) =
-            WalletState::open(cycle_at(org.billing_anchor, now), self.allocation_for(&org.plan_id));
+        let (state, postings) = WalletState::open(cycle_at(org.billing_anchor, now), self.allocation_for(&org.plan_id));
         let wallet = wallets::ActiveModel {
             user_id: Set(who.user_id.clone()),
             org_id: Set(who.org_id.clone()),
@@ -213,7 +221,11 @@ impl Store {
     }
 
     pub async fn user(&self, user_id: &str) -> StoreResult<Option<User>> {
-        users::Entity::find_by_id(user_id.to_owned()).one(&self.db).await?.map(User::try_from).transpose()
+        users::Entity::find_by_id(user_id.to_owned())
+            .one(&self.db)
+            .await?
+            .map(User::try_from)
+            .transpose()
     }
 
     pub async fn users(&self, ids: &[String]) -> StoreResult<Vec<User>> {
@@ -227,7 +239,10 @@ impl Store {
     }
 
     pub async fn organization(&self, org_id: &str) -> StoreResult<Option<Organization>> {
-        Ok(organizations::Entity::find_by_id(org_id.to_owned()).one(&self.db).await?.map(Organization::from))
+        Ok(organizations::Entity::find_by_id(org_id.to_owned())
+            .one(&self.db)
+            .await?
+            .map(Organization::from))
     }
 
     // --------------------------------------------------------------- wallet
@@ -237,7 +252,10 @@ impl Store {
         let row = wallets::Entity::find_by_id(user_id.to_owned())
             .one(&self.db)
             .await?
-            .ok_or_else(|| StoreError::NotFound { what: "user", id: user_id.to_owned() })?;
+            .ok_or_else(|| StoreError::NotFound {
+                what: "user",
+                id: user_id.to_owned(),
+            })?;
         if row.cycle_end > self.clock.now() {
             return Ok(Wallet::from(&row));
         }
@@ -248,11 +266,17 @@ impl Store {
     /// idempotency key, a retry returns the first entry and adds nothing; the
     /// key reused for another request is IDEMPOTENCY_CONFLICT.
     pub async fn add_credits(&self, user_id: &str, req: &CreditRequest) -> StoreResult<Entry> {
-        if !matches!(req.kind, ActivityKind::Grant | ActivityKind::Purchase | ActivityKind::Adjustment) {
+        if !matches!(
+            req.kind,
+            ActivityKind::Grant | ActivityKind::Purchase | ActivityKind::Adjustment
+        ) {
             return Err(StoreError::InvalidInput(format!("{} does not add credits", req.kind)));
         }
         if !req.amount.is_positive() {
-            return Err(StoreError::InvalidInput(format!("the amount must be positive, got {}", req.amount)));
+            return Err(StoreError::InvalidInput(format!(
+                "the amount must be positive, got {}",
+                req.amount
+            )));
         }
         let hash = fingerprint(&[
             req.kind.as_str(),
@@ -275,7 +299,10 @@ impl Store {
                 return Err(StoreError::IdempotencyConflict);
             }
         }
-        let posting = match locked.state.add_permanent(req.kind, req.amount, req.description.clone()) {
+        let posting = match locked
+            .state
+            .add_permanent(req.kind, req.amount, req.description.clone())
+        {
             Ok(p) => p,
             Err(e) => {
                 locked.rollback().await?;
@@ -317,7 +344,13 @@ impl Store {
     ) -> StoreResult<Entry> {
         let mut locked = self.lock_existing(user_id).await?;
         let posting = locked.state.take_back_permanent(amount, description);
-        locked.push(posting, EntryExtras { reference, ..EntryExtras::default() });
+        locked.push(
+            posting,
+            EntryExtras {
+                reference,
+                ..EntryExtras::default()
+            },
+        );
         let change = locked.commit_and_publish(self).await?;
         change
             .entries
@@ -354,7 +387,7 @@ impl Store {
                 return Ok(Placement::Existing {
                     hold: hold_from(&prior),
                     status,
-                    entry: entry.map(Entry::try_from).transpose()?,
+                    entry: entry.map(Entry::try_from).transpose()?.map(Box::new),
                 });
             }
         }
@@ -374,7 +407,12 @@ impl Store {
                 return Err(e.into());
             }
         };
-        let details = req.details.as_ref().map(serde_json::to_string).transpose().map_err(StoreError::corrupt)?;
+        let details = req
+            .details
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(StoreError::corrupt)?;
         let now = locked.now;
         let row = holds::Model {
             id: uuid::Uuid::now_v7().to_string(),
@@ -398,7 +436,10 @@ impl Store {
             return Err(e.into());
         }
         let change = locked.commit_and_publish(self).await?;
-        Ok(Placement::Placed { hold, wallet: change.wallet })
+        Ok(Placement::Placed {
+            hold,
+            wallet: change.wallet,
+        })
     }
 
     /// Charges the actual cost of a call (never more than its hold; a cost
@@ -412,7 +453,8 @@ impl Store {
         cost: Credits,
         usage: UsageDetails,
     ) -> StoreResult<Resolution> {
-        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage)).await
+        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage))
+            .await
     }
 
     /// Frees a hold and charges nothing; writes the call's entry (FAILED,
@@ -423,7 +465,8 @@ impl Store {
         hold_id: &str,
         usage: Option<UsageDetails>,
     ) -> StoreResult<Resolution> {
-        self.resolve_hold(user_id, hold_id, Credits::ZERO, HoldStatus::Released, usage).await
+        self.resolve_hold(user_id, hold_id, Credits::ZERO, HoldStatus::Released, usage)
+            .await
     }
 
     async fn resolve_hold(
@@ -454,8 +497,14 @@ impl Store {
                 .await?;
             locked.rollback().await?;
             return Err(match existing {
-                Some(h) => StoreError::HoldNotOpen { id: hold_id.to_owned(), status: h.status },
-                None => StoreError::NotFound { what: "hold", id: hold_id.to_owned() },
+                Some(h) => StoreError::HoldNotOpen {
+                    id: hold_id.to_owned(),
+                    status: h.status,
+                },
+                None => StoreError::NotFound {
+                    what: "hold",
+                    id: hold_id.to_owned(),
+                },
             });
         };
         let reservation = Reservation {
@@ -485,12 +534,27 @@ impl Store {
                 monthly_delta: settlement.monthly_delta,
                 permanent_delta: settlement.permanent_delta,
                 credits_consumed: settlement.charged,
-                description: settlement.overrun.then(|| "The provider reported more than was held; charged the hold".into()),
+                description: settlement
+                    .overrun
+                    .then(|| "The provider reported more than was held; charged the hold".into()),
             };
-            locked.push(posting, EntryExtras { usage, hold_id: Some(row.id.clone()), ..EntryExtras::default() });
+            locked.push(
+                posting,
+                EntryExtras {
+                    usage,
+                    hold_id: Some(row.id.clone()),
+                    ..EntryExtras::default()
+                },
+            );
         }
         if let Some(expiry) = settlement.expiry.clone() {
-            locked.push(expiry, EntryExtras { hold_id: Some(row.id.clone()), ..EntryExtras::default() });
+            locked.push(
+                expiry,
+                EntryExtras {
+                    hold_id: Some(row.id.clone()),
+                    ..EntryExtras::default()
+                },
+            );
         }
         let change = locked.commit_and_publish(self).await?;
         let entry = if writes_entry {
@@ -499,9 +563,18 @@ impl Store {
             None
         };
         if settlement.overrun {
-            tracing::warn!(hold_id, user_id, "provider reported more usage than was held; charged the hold");
+            tracing::warn!(
+                hold_id,
+                user_id,
+                "provider reported more usage than was held; charged the hold"
+            );
         }
-        Ok(Resolution { charged: settlement.charged, overrun: settlement.overrun, entry, wallet: change.wallet })
+        Ok(Resolution {
+            charged: settlement.charged,
+            overrun: settlement.overrun,
+            entry,
+            wallet: change.wallet,
+        })
     }
 
     /// The open holds of a user.
@@ -526,7 +599,10 @@ impl Store {
         let plan = self
             .plans
             .get(plan_id)
-            .ok_or_else(|| StoreError::NotFound { what: "plan", id: plan_id.to_owned() })?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "plan",
+                id: plan_id.to_owned(),
+            })?
             .clone();
         let outer = self.db.begin().await?;
         // Lock the organization first (members are locked after it).
@@ -538,7 +614,10 @@ impl Store {
             .pop();
         let Some(org) = org else {
             outer.rollback().await?;
-            return Err(StoreError::NotFound { what: "organization", id: org_id.to_owned() });
+            return Err(StoreError::NotFound {
+                what: "organization",
+                id: org_id.to_owned(),
+            });
         };
         let members: Vec<String> = wallets::Entity::find()
             .select_only()
@@ -595,7 +674,10 @@ impl Store {
             .await?;
         let mut released = 0;
         for (hold_id, user_id) in due {
-            match self.resolve_hold(&user_id, &hold_id, Credits::ZERO, HoldStatus::Expired, None).await {
+            match self
+                .resolve_hold(&user_id, &hold_id, Credits::ZERO, HoldStatus::Expired, None)
+                .await
+            {
                 Ok(_) => released += 1,
                 Err(StoreError::HoldNotOpen { .. }) => {}
                 Err(e) => return Err(e),

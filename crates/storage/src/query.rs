@@ -103,7 +103,10 @@ impl Store {
         }
 
         let mut out = Vec::new();
-        let all = wallets::Entity::find().order_by_asc(wallets::Column::UserId).all(&self.db).await?;
+        let all = wallets::Entity::find()
+            .order_by_asc(wallets::Column::UserId)
+            .all(&self.db)
+            .await?;
         for w in &all {
             let mut problems = Vec::new();
             let (jm, jp) = journal.get(&w.user_id).copied().unwrap_or((0, 0));
@@ -127,7 +130,10 @@ impl Store {
                 problems.push(format!("balance {total} but the last entry's balance after is {after}"));
             }
             if !problems.is_empty() {
-                out.push(Discrepancy { user_id: w.user_id.clone(), problem: problems.join("; ") });
+                out.push(Discrepancy {
+                    user_id: w.user_id.clone(),
+                    problem: problems.join("; "),
+                });
             }
         }
         Ok(out)

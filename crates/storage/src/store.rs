@@ -58,7 +58,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend()).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,15 +69,12 @@ impl Store {
     /// mode with foreign keys on, through one connection: SQLite has one
     /// writer, and one connection makes every transaction wait its turn
     /// instead of failing busy.
-    pub async fn connect(
-        options: &StoreOptions,
-        clock: Arc<dyn Clock>,
-        plans: Arc<PlanCatalog>,
-    ) -> StoreResult<Store> {
+    pub async fn connect(options: &StoreOptions, clock: Arc<dyn Clock>, plans: Arc<PlanCatalog>) -> StoreResult<Store> {
         let mut opts = ConnectOptions::new(options.url.clone());
         opts.connect_timeout(options.connect_timeout)
             .acquire_timeout(Duration::from_secs(30))
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            .test_before_acquire(false);
         if options.url.starts_with("sqlite:") {
             opts.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -88,8 +87,16 @@ impl Store {
         } else {
             opts.max_connections(std::cmp::max(options.max_connections, 1));
         }
-        let db = Database::connect(opts).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Store { db, clock, plans, hold_ttl: options.hold_ttl, listener: None })
+        let db = Database::connect(opts)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Store {
+            db,
+            clock,
+            plans,
+            hold_ttl: options.hold_ttl,
+            listener: None,
+        })
     }
 
     /// Runs the pending migrations.
@@ -135,7 +142,10 @@ impl Store {
         match self.plans.get(plan_id) {
             Some(p) => p.monthly_credits_per_user,
             None => {
-                tracing::warn!(plan_id, "organization is on a plan that is no longer configured; using the default plan");
+                tracing::warn!(
+                    plan_id,
+                    "organization is on a plan that is no longer configured; using the default plan"
+                );
                 self.plans.default_plan().monthly_credits_per_user
             }
         }
@@ -203,7 +213,10 @@ impl Store {
     pub(crate) async fn lock_existing(&self, user_id: &str) -> StoreResult<LockedWallet> {
         self.lock_wallet(user_id, false)
             .await?
-            .ok_or_else(|| StoreError::NotFound { what: "user", id: user_id.to_owned() })
+            .ok_or_else(|| StoreError::NotFound {
+                what: "user",
+                id: user_id.to_owned(),
+            })
     }
 }
 
@@ -251,7 +264,16 @@ impl LockedWallet {
     /// it, then commits (releases the savepoint, when nested: the caller
     /// publishes after the outer commit).
     pub async fn commit(self) -> StoreResult<WalletChange> {
-        let LockedWallet { txn, user_id, org_id, version, before, state, now, pending } = self;
+        let LockedWallet {
+            txn,
+            user_id,
+            org_id,
+            version,
+            before,
+            state,
+            now,
+            pending,
+        } = self;
         if let Err(broken) = state.check() {
             txn.rollback().await?;
             return Err(StoreError::corrupt(broken));
@@ -274,7 +296,10 @@ impl LockedWallet {
                 wallets::Column::HeldPermanent,
                 Expr::col(wallets::Column::HeldPermanent).add(delta(before.held_permanent, state.held_permanent)),
             )
-            .col_expr(wallets::Column::MonthlyAllocation, Expr::value(state.monthly_allocation.millis()))
+            .col_expr(
+                wallets::Column::MonthlyAllocation,
+                Expr::value(state.monthly_allocation.millis()),
+            )
             .col_expr(wallets::Column::CycleStart, Expr::value(state.cycle.start))
             .col_expr(wallets::Column::CycleEnd, Expr::value(state.cycle.end))
             .col_expr(wallets::Column::UpdatedAt, Expr::value(now))
@@ -284,7 +309,9 @@ impl LockedWallet {
             .await?;
         if updated.rows_affected != 1 {
             txn.rollback().await?;
-            return Err(StoreError::corrupt(format!("wallet of `{user_id}` changed under its lock")));
+            return Err(StoreError::corrupt(format!(
+                "wallet of `{user_id}` changed under its lock"
+            )));
         }
         let mut running = before.total().millis();
         let mut entries = Vec::with_capacity(pending.len());
@@ -334,7 +361,10 @@ impl LockedWallet {
             )));
         }
         txn.commit().await?;
-        Ok(WalletChange { wallet: Wallet::from_state(&user_id, &org_id, &state, version), entries })
+        Ok(WalletChange {
+            wallet: Wallet::from_state(&user_id, &org_id, &state, version),
+            entries,
+        })
     }
 
     /// Gives up: nothing is written.

@@ -41,7 +41,12 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("creditgate.db").display());
-                Ok(TestDb { url, backend, name: String::new(), _dir: Some(dir) })
+                Ok(TestDb {
+                    url,
+                    backend,
+                    name: String::new(),
+                    _dir: Some(dir),
+                })
             }
             Backend::Postgres => {
                 let admin_url = postgres_admin_url();
@@ -54,7 +59,12 @@ impl TestDb {
                 admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
                 admin.close().await?;
                 let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
-                Ok(TestDb { url: format!("{base}/{name}"), backend, name, _dir: None })
+                Ok(TestDb {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    name,
+                    _dir: None,
+                })
             }
         }
     }
@@ -88,7 +98,9 @@ impl Drop for TestDb {
             };
             rt.block_on(async move {
                 if let Ok(admin) = Database::connect(&admin_url).await {
-                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                     let _ = admin.close().await;
                 }
             });

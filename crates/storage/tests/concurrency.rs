@@ -27,12 +27,18 @@ async fn wallet_with(env: &Env, user: &str, credits: &str) {
     // Use up the monthly allocation so only permanent credits remain.
     let w = env.store.wallet(user).await.unwrap();
     if w.monthly_balance.is_positive() {
-        let Placement::Placed { hold, .. } =
-            env.store.place_hold(user, &HoldRequest::new(w.monthly_balance)).await.unwrap()
+        let Placement::Placed { hold, .. } = env
+            .store
+            .place_hold(user, &HoldRequest::new(w.monthly_balance))
+            .await
+            .unwrap()
         else {
             panic!()
         };
-        env.store.settle_hold(user, &hold.id, w.monthly_balance, UsageDetails::default()).await.unwrap();
+        env.store
+            .settle_hold(user, &hold.id, w.monthly_balance, UsageDetails::default())
+            .await
+            .unwrap();
     }
     env.store.add_credits(user, &grant(credits, "setup")).await.unwrap();
     assert_eq!(env.store.wallet(user).await.unwrap().available(), cr(credits));
@@ -46,9 +52,20 @@ async fn holds_never_exceed_the_balance(backend: Backend) {
         tokio::spawn(async move { store.place_hold("u", &HoldRequest::new(cr("1"))).await })
     });
     let results: Vec<_> = join_all(attempts).await.into_iter().map(|r| r.unwrap()).collect();
-    let placed = results.iter().filter(|r| matches!(r, Ok(Placement::Placed { .. }))).count();
-    let refused = results.iter().filter(|r| matches!(r, Err(StoreError::InsufficientCredits { .. }))).count();
-    assert_eq!((placed, refused), (50, 150), "{:?}", results.iter().find(|r| r.is_err()));
+    let placed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Placement::Placed { .. })))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::InsufficientCredits { .. })))
+        .count();
+    assert_eq!(
+        (placed, refused),
+        (50, 150),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
     let w = env.store.wallet("u").await.unwrap();
     assert_eq!((w.held(), w.available()), (cr("50"), Credits::ZERO));
     assert_books_balance(&env.store, "u").await;
@@ -61,8 +78,15 @@ async fn one_key_grants_once(backend: Backend) {
         let store = env.store.clone();
         tokio::spawn(async move { store.add_credits("u", &grant("7.5", "same-key")).await })
     });
-    let results: Vec<_> = join_all(attempts).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
-    assert!(results.iter().all(|e| e.id == results[0].id), "every call returns the one entry");
+    let results: Vec<_> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert!(
+        results.iter().all(|e| e.id == results[0].id),
+        "every call returns the one entry"
+    );
     assert_eq!(env.store.wallet("u").await.unwrap().permanent_balance, cr("8.5"));
     // The same key for another amount is a conflict and changes nothing.
     let conflict = env.store.add_credits("u", &grant("2", "same-key")).await;
@@ -92,7 +116,10 @@ async fn a_hold_resolves_once(backend: Backend) {
         });
         let results: Vec<_> = join_all(attempts).await.into_iter().map(|r| r.unwrap()).collect();
         let won = results.iter().filter(|r| r.is_ok()).count();
-        let lost = results.iter().filter(|r| matches!(r, Err(StoreError::HoldNotOpen { .. }))).count();
+        let lost = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::HoldNotOpen { .. })))
+            .count();
         assert_eq!((won, lost), (1, 19), "round {round}");
         assert_eq!(env.store.wallet("u").await.unwrap().held(), Credits::ZERO);
     }
@@ -120,4 +147,8 @@ macro_rules! on_both {
     };
 }
 
-on_both!(holds_never_exceed_the_balance, one_key_grants_once, a_hold_resolves_once);
+on_both!(
+    holds_never_exceed_the_balance,
+    one_key_grants_once,
+    a_hold_resolves_once
+);

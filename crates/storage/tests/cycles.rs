@@ -27,22 +27,34 @@ async fn spend(env: &Env, user: &str, amount: &str) {
     else {
         panic!()
     };
-    env.store.settle_hold(user, &hold.id, cr(amount), UsageDetails::default()).await.unwrap();
+    env.store
+        .settle_hold(user, &hold.id, cr(amount), UsageDetails::default())
+        .await
+        .unwrap();
 }
 
 async fn anchor_on_the_31st(backend: Backend) {
     let env = env(backend, "2025-01-31T09:00:00Z").await;
     env.store.ensure_user(&member("u", "o")).await.unwrap();
     let w = env.store.wallet("u").await.unwrap();
-    assert_eq!((w.cycle_start, w.cycle_end), (at("2025-01-31T00:00:00Z"), at("2025-02-28T00:00:00Z")));
+    assert_eq!(
+        (w.cycle_start, w.cycle_end),
+        (at("2025-01-31T00:00:00Z"), at("2025-02-28T00:00:00Z"))
+    );
     spend(&env, "u", "30").await;
     env.clock.set(at("2025-02-28T00:00:00Z"));
     let w = env.store.wallet("u").await.unwrap();
-    assert_eq!((w.cycle_start, w.cycle_end), (at("2025-02-28T00:00:00Z"), at("2025-03-31T00:00:00Z")));
+    assert_eq!(
+        (w.cycle_start, w.cycle_end),
+        (at("2025-02-28T00:00:00Z"), at("2025-03-31T00:00:00Z"))
+    );
     assert_eq!((w.monthly_balance, w.monthly_allocation), (cr("100"), cr("100")));
     env.clock.set(at("2025-04-01T00:00:00Z"));
     let w = env.store.wallet("u").await.unwrap();
-    assert_eq!((w.cycle_start, w.cycle_end), (at("2025-03-31T00:00:00Z"), at("2025-04-30T00:00:00Z")));
+    assert_eq!(
+        (w.cycle_start, w.cycle_end),
+        (at("2025-03-31T00:00:00Z"), at("2025-04-30T00:00:00Z"))
+    );
     let log = journal(&env.store, "u").await;
     assert_eq!(
         kinds(&log),
@@ -63,10 +75,17 @@ async fn february_in_a_leap_year(backend: Backend) {
     env.store.ensure_user(&member("u", "o")).await.unwrap();
     env.clock.set(at("2024-02-28T23:59:59Z"));
     let w = env.store.wallet("u").await.unwrap();
-    assert_eq!(w.cycle_end, at("2024-02-29T00:00:00Z"), "Jan 30 + 1 month is Feb 29 in 2024");
+    assert_eq!(
+        w.cycle_end,
+        at("2024-02-29T00:00:00Z"),
+        "Jan 30 + 1 month is Feb 29 in 2024"
+    );
     env.clock.set(at("2024-02-29T00:00:00Z"));
     let w = env.store.wallet("u").await.unwrap();
-    assert_eq!((w.cycle_start, w.cycle_end), (at("2024-02-29T00:00:00Z"), at("2024-03-30T00:00:00Z")));
+    assert_eq!(
+        (w.cycle_start, w.cycle_end),
+        (at("2024-02-29T00:00:00Z"), at("2024-03-30T00:00:00Z"))
+    );
     assert_books_balance(&env.store, "u").await;
 }
 
@@ -76,7 +95,10 @@ async fn joining_mid_cycle_gets_the_full_allocation(backend: Backend) {
     env.clock.set(at("2025-05-28T17:00:00Z"));
     env.store.ensure_user(&member("late", "o")).await.unwrap();
     let w = env.store.wallet("late").await.unwrap();
-    assert_eq!((w.cycle_start, w.cycle_end), (at("2025-05-10T00:00:00Z"), at("2025-06-10T00:00:00Z")));
+    assert_eq!(
+        (w.cycle_start, w.cycle_end),
+        (at("2025-05-10T00:00:00Z"), at("2025-06-10T00:00:00Z"))
+    );
     assert_eq!((w.monthly_balance, w.monthly_allocation), (cr("100"), cr("100")));
     assert_books_balance(&env.store, "late").await;
 }
@@ -87,11 +109,17 @@ async fn idle_for_three_cycles(backend: Backend) {
     spend(&env, "u", "12.5").await;
     env.clock.set(at("2025-04-20T00:00:00Z"));
     let w = env.store.wallet("u").await.unwrap();
-    assert_eq!((w.cycle_start, w.cycle_end), (at("2025-04-15T00:00:00Z"), at("2025-05-15T00:00:00Z")));
+    assert_eq!(
+        (w.cycle_start, w.cycle_end),
+        (at("2025-04-15T00:00:00Z"), at("2025-05-15T00:00:00Z"))
+    );
     let log = journal(&env.store, "u").await;
     assert_eq!(
         kinds(&log[2..]),
-        vec![(ActivityKind::MonthlyExpiry, "-87.5".into()), (ActivityKind::MonthlyAllocation, "100".into())],
+        vec![
+            (ActivityKind::MonthlyExpiry, "-87.5".into()),
+            (ActivityKind::MonthlyAllocation, "100".into())
+        ],
         "one expiry of what was left, one allocation for the current cycle"
     );
     assert_books_balance(&env.store, "u").await;
@@ -104,7 +132,11 @@ async fn the_sweep_closes_idle_wallets(backend: Backend) {
     }
     env.clock.advance(Duration::days(40));
     assert_eq!(env.store.close_ended_cycles(100).await.unwrap(), 3);
-    assert_eq!(env.store.close_ended_cycles(100).await.unwrap(), 0, "each wallet is closed once");
+    assert_eq!(
+        env.store.close_ended_cycles(100).await.unwrap(),
+        0,
+        "each wallet is closed once"
+    );
     for u in ["a", "b", "c"] {
         let log = journal(&env.store, u).await;
         assert_eq!(log.len(), 3, "allocation, expiry, allocation");
@@ -117,14 +149,28 @@ async fn a_hold_open_across_the_boundary(backend: Backend) {
     env.store.ensure_user(&member("u", "o")).await.unwrap();
     let mut req = HoldRequest::new(cr("80"));
     req.ttl = Some(Duration::days(60));
-    let Placement::Placed { hold, .. } = env.store.place_hold("u", &req).await.unwrap() else { panic!() };
+    let Placement::Placed { hold, .. } = env.store.place_hold("u", &req).await.unwrap() else {
+        panic!()
+    };
     env.clock.set(at("2025-02-15T00:00:01Z"));
     let w = env.store.wallet("u").await.unwrap();
-    assert_eq!(w.available(), cr("100"), "the new allocation is whole; the hold keeps its reservation");
+    assert_eq!(
+        w.available(),
+        cr("100"),
+        "the new allocation is whole; the hold keeps its reservation"
+    );
     assert_eq!(w.held(), cr("80"));
-    let res = env.store.settle_hold("u", &hold.id, cr("15"), UsageDetails::default()).await.unwrap();
+    let res = env
+        .store
+        .settle_hold("u", &hold.id, cr("15"), UsageDetails::default())
+        .await
+        .unwrap();
     assert_eq!(res.charged, cr("15"));
-    assert_eq!((res.wallet.monthly_balance, res.wallet.held()), (cr("100"), cr("0")), "no rollover");
+    assert_eq!(
+        (res.wallet.monthly_balance, res.wallet.held()),
+        (cr("100"), cr("0")),
+        "no rollover"
+    );
     let log = journal(&env.store, "u").await;
     assert_eq!(
         kinds(&log),
@@ -147,7 +193,11 @@ async fn plan_upgrade_now_downgrade_next_cycle(backend: Backend) {
     env.store.set_organization_plan("o", "team").await.unwrap();
     for (u, monthly) in [("a", "960"), ("b", "1000")] {
         let w = env.store.wallet(u).await.unwrap();
-        assert_eq!((w.monthly_balance, w.monthly_allocation), (cr(monthly), cr("1000")), "{u}");
+        assert_eq!(
+            (w.monthly_balance, w.monthly_allocation),
+            (cr(monthly), cr("1000")),
+            "{u}"
+        );
     }
     env.store.set_organization_plan("o", "free").await.unwrap();
     let w = env.store.wallet("b").await.unwrap();

@@ -89,7 +89,11 @@ impl Model {
         let from_hold_m = charged.min(h.monthly);
         let from_free_m = (charged - from_hold_m).min(free_monthly);
         let from_p = charged - from_hold_m - from_free_m;
-        let expired = if h.cycle_start < self.cycle_start.unwrap() { h.monthly - from_hold_m } else { 0 };
+        let expired = if h.cycle_start < self.cycle_start.unwrap() {
+            h.monthly - from_hold_m
+        } else {
+            0
+        };
         self.monthly -= from_hold_m + from_free_m + expired;
         self.permanent -= from_p;
         self.holds[i].open = false;
@@ -137,7 +141,11 @@ async fn run(backend: Backend, ops: Vec<Op>) {
                 req.ttl = Some(Duration::seconds(60));
                 match store.place_hold("u1", &req).await {
                     Ok(Placement::Placed { hold, .. }) => {
-                        assert!(m.available() >= a, "hold of {a} placed with only {} available", m.available());
+                        assert!(
+                            m.available() >= a,
+                            "hold of {a} placed with only {} available",
+                            m.available()
+                        );
                         let free_m = m.monthly - m.held_monthly();
                         let mm = a.min(free_m);
                         assert_eq!(hold.monthly_part.millis(), mm, "hold takes monthly first");
@@ -177,8 +185,15 @@ async fn run(backend: Backend, ops: Vec<Op>) {
                 assert_eq!(res.charged.millis(), charged);
                 assert_eq!(res.overrun, cost > charged);
                 if m.permanent < perm_before {
-                    assert_eq!(m.monthly - m.held_monthly(), 0, "permanent spent while monthly was left");
-                    assert_eq!(res.wallet.monthly_balance.millis() - res.wallet.held_monthly.millis(), 0);
+                    assert_eq!(
+                        m.monthly - m.held_monthly(),
+                        0,
+                        "permanent spent while monthly was left"
+                    );
+                    assert_eq!(
+                        res.wallet.monthly_balance.millis() - res.wallet.held_monthly.millis(),
+                        0
+                    );
                 }
             }
             Op::Settle(..) | Op::Release(_) => {}
@@ -196,8 +211,9 @@ async fn run(backend: Backend, ops: Vec<Op>) {
                 clock.advance(Duration::seconds(61));
                 let now = clock.now_for_test();
                 m.touch(now, anchor, plan);
-                let due: Vec<usize> =
-                    (0..m.holds.len()).filter(|&j| m.holds[j].open && m.holds[j].deadline <= now).collect();
+                let due: Vec<usize> = (0..m.holds.len())
+                    .filter(|&j| m.holds[j].open && m.holds[j].deadline <= now)
+                    .collect();
                 let n = store.expire_holds(1_000).await.unwrap();
                 assert_eq!(n, due.len());
                 for j in due {
@@ -236,7 +252,13 @@ async fn run(backend: Backend, ops: Vec<Op>) {
             w.held_permanent.millis(),
             w.monthly_allocation.millis(),
         );
-        let want = (m.monthly, m.permanent, m.held_monthly(), m.held_permanent(), m.allocation);
+        let want = (
+            m.monthly,
+            m.permanent,
+            m.held_monthly(),
+            m.held_permanent(),
+            m.allocation,
+        );
         assert_eq!(got, want, "after step {step} {op:?}");
         assert!(w.monthly_balance >= w.held_monthly && w.permanent_balance >= w.held_permanent);
         assert!(w.held_monthly.millis() >= 0 && w.held_permanent.millis() >= 0);
@@ -260,7 +282,11 @@ impl NowForTest for std::sync::Arc<creditgate_domain::ManualClock> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 proptest! {

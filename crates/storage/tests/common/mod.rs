@@ -42,7 +42,11 @@ pub fn member(user: &str, org: &str) -> Identity {
 
 /// Every entry of a user, oldest first.
 pub async fn journal(store: &Store, user: &str) -> Vec<creditgate_storage::Entry> {
-    let mut page = store.activity(user, &Default::default(), 100_000, None).await.unwrap().entries;
+    let mut page = store
+        .activity(user, &Default::default(), 100_000, None)
+        .await
+        .unwrap()
+        .entries;
     page.reverse();
     page
 }

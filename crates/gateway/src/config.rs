@@ -1,0 +1,137 @@
+//! Provider configuration.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use creditgate_provider_sdk::ModelInfo;
+use serde::{Deserialize, Serialize};
+
+/// Where the plugins are and how each provider is reached.
+///
+/// ```toml
+/// # plugin_dir = "/usr/lib/creditgate/plugins"   # default: the executable's folder
+/// connect_timeout_ms = 10000
+///
+/// [providers.openai]
+/// api_key_env = "OPENAI_API_KEY"
+///
+/// [providers.groq]                 # a second provider served by the openai plugin
+/// plugin = "openai"
+/// base_url = "https://api.groq.com/openai/v1"
+/// api_key_env = "GROQ_API_KEY"
+/// models = [{ id = "llama-3.3-70b-versatile", context_window = 131072 }]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    /// The plugin folder. Default: the folder of the running executable, so
+    /// `cargo build --release && target/release/creditgate` finds the
+    /// in-tree plugins next to the binary. Only this folder is read.
+    pub plugin_dir: Option<PathBuf>,
+    /// Default TCP/TLS connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Default total timeout of a non-streamed request, and of a streamed
+    /// request until its response headers arrive.
+    pub timeout_ms: u64,
+    /// Default longest silence inside a stream.
+    pub stream_idle_timeout_ms: u64,
+    /// Default longest duration of a whole stream.
+    pub stream_timeout_ms: u64,
+    /// Providers by provider id. A loaded plugin that no entry names is
+    /// served as a provider of its own id with default settings (and no
+    /// platform key); an entry with `enabled = false` hides it.
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// One provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The plugin id serving it (default: the provider id).
+    pub plugin: Option<String>,
+    /// Whether the provider is served.
+    pub enabled: bool,
+    /// Display name (default: the plugin's).
+    pub name: Option<String>,
+    /// Base URL (default: the plugin's). Its origin is added to the plugin's
+    /// allowed hosts, so it may be plain `http` for a local server.
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the platform's own key, used
+    /// for credit-paid requests. Read once at start; never logged.
+    pub api_key_env: Option<String>,
+    /// Connect timeout override.
+    pub connect_timeout_ms: Option<u64>,
+    /// Total timeout override.
+    pub timeout_ms: Option<u64>,
+    /// Stream idle timeout override.
+    pub stream_idle_timeout_ms: Option<u64>,
+    /// Stream duration override.
+    pub stream_timeout_ms: Option<u64>,
+    /// Expected SHA-256 (hex) of the plugin file, checked before it is opened.
+    pub sha256: Option<String>,
+    /// Models served (default: the plugin's), for compatible servers.
+    pub models: Option<Vec<ModelInfo>>,
+    /// Free-form plugin options (e.g. `max_tokens_field` for the openai
+    /// plugin, `anthropic_version` for the anthropic plugin).
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            plugin: None,
+            enabled: true,
+            name: None,
+            base_url: None,
+            api_key_env: None,
+            connect_timeout_ms: None,
+            timeout_ms: None,
+            stream_idle_timeout_ms: None,
+            stream_timeout_ms: None,
+            sha256: None,
+            models: None,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// An entry whose platform key is in `env`.
+    pub fn with_key_env(env: &str) -> Self {
+        Self {
+            api_key_env: Some(env.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for ProvidersConfig {
+    /// The embedded default: plugins next to the executable; `openai` with
+    /// `OPENAI_API_KEY`, `anthropic` with `ANTHROPIC_API_KEY`, and the offline
+    /// `demo`.
+    fn default() -> Self {
+        let mut providers = BTreeMap::new();
+        providers.insert("openai".to_owned(), ProviderConfig::with_key_env("OPENAI_API_KEY"));
+        providers.insert(
+            "anthropic".to_owned(),
+            ProviderConfig::with_key_env("ANTHROPIC_API_KEY"),
+        );
+        providers.insert("demo".to_owned(), ProviderConfig::default());
+        Self {
+            plugin_dir: None,
+            connect_timeout_ms: 10_000,
+            timeout_ms: 120_000,
+            stream_idle_timeout_ms: 60_000,
+            stream_timeout_ms: 600_000,
+            providers,
+        }
+    }
+}
+
+/// The folder of the running executable (the default plugin folder).
+pub fn executable_dir() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| std::io::Error::other("the executable has no parent folder"))
+}

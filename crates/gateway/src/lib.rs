@@ -1,0 +1,1028 @@
+//! # creditgate gateway
+//!
+//! Loads the provider plugins ([`creditgate_plugin_host`]) and executes
+//! provider calls over HTTP: chat, streamed chat and key validation. Issue 4's
+//! metering calls these; this crate does not touch credits.
+//!
+//! ## Decisions
+//! * **Plugins only translate; the gateway does all I/O** with one shared
+//!   `reqwest` client (one per distinct connect timeout; by default exactly
+//!   one), so the connection pool is shared and every byte is seen here.
+//! * **Keys**: the platform key of a provider is read once at start from the
+//!   environment variable its configuration names; a user's key arrives as a
+//!   [`SecretString`]. The plugin writes a placeholder; the gateway checks the
+//!   placeholder is exactly where the manifest says and nowhere else (URL,
+//!   body, other headers), then swaps in the key in a header marked
+//!   sensitive. Keys are never logged and are redacted out of every error
+//!   message (provider messages included) before they leave this crate.
+//! * **Allowed hosts**: a request must go over `https` (port 443) to one of
+//!   the manifest's allowed hosts, or to the exact origin (scheme, host, port)
+//!   of the provider's configured base URL. Anything else is refused before
+//!   any connection is made. Redirects are never followed (a redirect could
+//!   carry the key elsewhere).
+//! * **Timeouts**: connect; total for a plain request; for a stream, total
+//!   until the response headers, then an idle timeout between chunks and a
+//!   total stream duration. Connection failures (nothing sent yet) are retried
+//!   once; nothing else is retried, since a provider may already have
+//!   charged for a request that failed later.
+//! * **Streams** are framed here (SSE, shared with the SDK's test kit) and
+//!   each event goes through the plugin. [`ChatStream`] counts what it saw in a
+//!   [`StreamMeter`] that stays readable after the stream is dropped, so a
+//!   stream cut off midway or cancelled still reports its text and whatever
+//!   usage the provider sent. Dropping the stream drops the upstream
+//!   connection.
+//! * **Models**: a request for a model the provider does not list is refused
+//!   ([`ProviderError::UnknownModel`]); an output cap above the model's
+//!   largest is lowered to it (never raised).
+//! * **No fallback**: a failing provider is never replaced by another (the
+//!   demo provider included).
+//! * Plugin calls are also guarded by `catch_unwind` here, so providers added
+//!   in-process with [`Gateway::with_providers`] cannot panic the caller.
+
+mod config;
+mod error;
+mod stream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use creditgate_provider_sdk::{
+    ChatResponse as PluginChatResponse, ClassifiedError, ErrorClass, HttpRequest, KeyPlacement, Manifest, Method,
+    PluginError, PluginErrorKind, Provider, RequestContext, Transport, check_key_placement,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use config::{ProviderConfig, ProvidersConfig, executable_dir};
+pub use creditgate_provider_sdk::{ChatRequest, Message, ModelInfo, Role, Usage};
+pub use error::{ErrorKind, GatewayError, KeySource, ProviderError, SkippedPlugin};
+pub use stream::{ChatStream, StreamEvent, StreamMeter, StreamSnapshot};
+
+/// The longest response body read (16 MiB).
+const MAX_BODY: usize = 16 << 20;
+/// The longest provider message kept in an error.
+const MAX_MESSAGE: usize = 500;
+
+/// A resolved key and whose it is.
+#[derive(Clone)]
+pub(crate) struct Key {
+    secret: Option<SecretString>,
+    source: KeySource,
+}
+
+impl Key {
+    fn secret(&self) -> Option<&SecretString> {
+        self.secret.as_ref()
+    }
+}
+
+/// Which key a request uses.
+#[derive(Debug, Clone)]
+pub enum ApiKey {
+    /// The platform's key for the provider (credit-paid requests).
+    Platform,
+    /// The user's own key (BYOK).
+    User(SecretString),
+}
+
+/// A loaded provider, for the GraphQL `providers` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// The provider id (the configuration key).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The plugin serving it.
+    pub plugin_id: String,
+    /// The plugin's version.
+    pub version: String,
+    /// Models with their context windows.
+    pub models: Vec<ModelInfo>,
+    /// Whether `chat_stream` works.
+    pub supports_streaming: bool,
+    /// Whether the provider works without network (the demo).
+    pub offline: bool,
+    /// Whether a platform key is configured (credit-paid requests possible).
+    pub has_platform_key: bool,
+}
+
+/// A non-streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatResponse {
+    /// The answer.
+    pub text: String,
+    /// Token usage, when the provider reported it (charge the hold when not).
+    pub usage: Option<Usage>,
+    /// The model that answered (the provider's name, else the requested id).
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    total: Duration,
+    stream_idle: Duration,
+    stream_total: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    fn of(url: &url::Url) -> Self {
+        Self {
+            scheme: url.scheme().to_owned(),
+            host: url.host_str().unwrap_or_default().to_ascii_lowercase(),
+            port: url.port_or_known_default(),
+        }
+    }
+}
+
+struct Entry {
+    id: String,
+    name: String,
+    plugin: Arc<dyn Provider>,
+    manifest: Manifest,
+    models: Vec<ModelInfo>,
+    ctx: RequestContext,
+    base_origin: Option<Origin>,
+    platform_key: Option<SecretString>,
+    client: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+/// The provider gateway.
+pub struct Gateway {
+    providers: BTreeMap<String, Arc<Entry>>,
+    skipped: Vec<SkippedPlugin>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .field("skipped", &self.skipped)
+            .finish()
+    }
+}
+
+fn valid_provider_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn ms(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(value.unwrap_or(default))
+}
+
+impl Gateway {
+    /// Loads every plugin of the configured folder and sets up the providers.
+    /// A bad plugin is skipped with a warning; two plugins with one id, an
+    /// unreadable folder or an inconsistent configuration is an error.
+    pub fn load(config: &ProvidersConfig) -> Result<Self, GatewayError> {
+        let dir = match &config.plugin_dir {
+            Some(dir) => dir.clone(),
+            None => executable_dir().map_err(GatewayError::ExecutableDir)?,
+        };
+        let mut pins: HashMap<String, String> = HashMap::new();
+        for (id, entry) in &config.providers {
+            let Some(sha) = &entry.sha256 else { continue };
+            let plugin = entry.plugin.clone().unwrap_or_else(|| id.clone());
+            let sha = sha.trim().to_ascii_lowercase();
+            if let Some(other) = pins.insert(plugin.clone(), sha.clone())
+                && other != sha
+            {
+                return Err(GatewayError::Config(format!(
+                    "two different sha256 values are configured for plugin {plugin:?}"
+                )));
+            }
+        }
+        let report = creditgate_plugin_host::load_dir(&creditgate_plugin_host::HostConfig {
+            dir: dir.clone(),
+            sha256: pins,
+        })?;
+        let skipped = report
+            .skipped
+            .iter()
+            .map(|(path, err)| SkippedPlugin {
+                path: path.clone(),
+                reason: err.to_string(),
+            })
+            .collect();
+        tracing::info!(
+            dir = %dir.display(),
+            loaded = report.plugins.len(),
+            skipped = report.skipped.len(),
+            "provider plugins loaded"
+        );
+        let plugins = report.plugins.into_iter().map(|p| p as Arc<dyn Provider>).collect();
+        let mut gateway = Self::with_providers(config, plugins)?;
+        gateway.skipped = skipped;
+        Ok(gateway)
+    }
+
+    /// Sets up the providers from plugins given in-process (tests, embedding)
+    /// instead of a plugin folder. Same rules as [`Gateway::load`].
+    pub fn with_providers(config: &ProvidersConfig, plugins: Vec<Arc<dyn Provider>>) -> Result<Self, GatewayError> {
+        let mut by_id: BTreeMap<String, (Arc<dyn Provider>, Manifest)> = BTreeMap::new();
+        for plugin in plugins {
+            let manifest = guard(|| plugin.manifest())
+                .map_err(|e| GatewayError::Config(format!("a provider's manifest failed: {}", e.message)))?;
+            if let Err(problems) = manifest.validate() {
+                return Err(GatewayError::Config(format!(
+                    "plugin {:?} has an invalid manifest: {}",
+                    manifest.id,
+                    problems.join("; ")
+                )));
+            }
+            if by_id.contains_key(&manifest.id) {
+                return Err(GatewayError::Config(format!("two plugins with id {:?}", manifest.id)));
+            }
+            by_id.insert(manifest.id.clone(), (plugin, manifest));
+        }
+        let mut entries: Vec<(String, ProviderConfig)> =
+            config.providers.iter().map(|(id, c)| (id.clone(), c.clone())).collect();
+        for id in by_id.keys() {
+            if !config.providers.contains_key(id) {
+                entries.push((id.clone(), ProviderConfig::default()));
+            }
+        }
+        let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
+        let mut providers = BTreeMap::new();
+        for (id, pc) in entries {
+            if !valid_provider_id(&id) {
+                return Err(GatewayError::Config(format!(
+                    "provider id {id:?} must be 1-64 characters of a-z, 0-9, '_' or '-'"
+                )));
+            }
+            if !pc.enabled {
+                tracing::info!(provider = %id, "provider disabled by configuration");
+                continue;
+            }
+            let plugin_id = pc.plugin.clone().unwrap_or_else(|| id.clone());
+            let Some((plugin, manifest)) = by_id.get(&plugin_id) else {
+                tracing::warn!(provider = %id, plugin = %plugin_id, "provider not served: its plugin is not loaded");
+                continue;
+            };
+            let base_url = pc
+                .base_url
+                .clone()
+                .or_else(|| manifest.default_base_url.clone())
+                .unwrap_or_default();
+            let ctx = RequestContext {
+                options: pc.options.clone(),
+                ..RequestContext::new(base_url)
+            };
+            let base_origin = match (&pc.base_url, manifest.transport) {
+                (Some(url), Transport::Http) => {
+                    let parsed = url::Url::parse(url)
+                        .map_err(|e| GatewayError::Config(format!("provider {id}: base_url {url:?}: {e}")))?;
+                    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                        return Err(GatewayError::Config(format!(
+                            "provider {id}: base_url {url:?} must be an http(s) URL with a host"
+                        )));
+                    }
+                    Some(Origin::of(&parsed))
+                }
+                _ => None,
+            };
+            let platform_key = match &pc.api_key_env {
+                Some(var) => match std::env::var(var) {
+                    Ok(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
+                    _ => {
+                        tracing::warn!(provider = %id, env = %var, "platform key variable is not set; credit-paid requests to this provider will fail");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let connect = ms(pc.connect_timeout_ms, config.connect_timeout_ms);
+            let client = match clients.get(&connect) {
+                Some(client) => client.clone(),
+                None => {
+                    let client = reqwest::Client::builder()
+                        .connect_timeout(connect)
+                        .redirect(reqwest::redirect::Policy::none())
+                        .user_agent(concat!("creditgate/", env!("CARGO_PKG_VERSION")))
+                        .build()
+                        .map_err(|e| GatewayError::Client(e.to_string()))?;
+                    clients.insert(connect, client.clone());
+                    client
+                }
+            };
+            let models = pc.models.clone().unwrap_or_else(|| manifest.models.clone());
+            if models.is_empty() {
+                return Err(GatewayError::Config(format!("provider {id} has no models")));
+            }
+            let entry = Entry {
+                id: id.clone(),
+                name: pc.name.clone().unwrap_or_else(|| manifest.name.clone()),
+                plugin: Arc::clone(plugin),
+                manifest: manifest.clone(),
+                models,
+                ctx,
+                base_origin,
+                platform_key,
+                client,
+                timeouts: Timeouts {
+                    total: ms(pc.timeout_ms, config.timeout_ms),
+                    stream_idle: ms(pc.stream_idle_timeout_ms, config.stream_idle_timeout_ms),
+                    stream_total: ms(pc.stream_timeout_ms, config.stream_timeout_ms),
+                },
+            };
+            tracing::info!(provider = %id, plugin = %plugin_id, base_url = %entry.ctx.base_url, "provider ready");
+            providers.insert(id, Arc::new(entry));
+        }
+        Ok(Self {
+            providers,
+            skipped: Vec::new(),
+        })
+    }
+
+    /// The providers served, by id.
+    pub fn providers(&self) -> Vec<ProviderInfo> {
+        self.providers.values().map(|e| info(e)).collect()
+    }
+
+    /// One provider.
+    pub fn provider(&self, id: &str) -> Option<ProviderInfo> {
+        self.providers.get(id).map(|e| info(e))
+    }
+
+    /// Plugin files that were refused at load.
+    pub fn skipped_plugins(&self) -> &[SkippedPlugin] {
+        &self.skipped
+    }
+
+    fn entry(&self, id: &str) -> Result<&Arc<Entry>, ProviderError> {
+        self.providers
+            .get(id)
+            .ok_or_else(|| ProviderError::UnknownProvider(id.to_owned()))
+    }
+
+    /// Sends a chat request and waits for the whole answer.
+    pub async fn chat(
+        &self,
+        provider_id: &str,
+        request: ChatRequest,
+        key: ApiKey,
+    ) -> Result<ChatResponse, ProviderError> {
+        let entry = self.entry(provider_id)?;
+        let (request, key) = prepare(entry, request, key, false)?;
+        let started = Instant::now();
+        let result = async {
+            let built = call(entry, |p| p.build_chat_request(&entry.ctx, &request))?;
+            let (status, body) = match entry.manifest.transport {
+                Transport::Offline => offline(entry, built, &key)?,
+                Transport::Http => {
+                    let response = send(entry, built, &key, Some(entry.timeouts.total)).await?;
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    let body = read_body(entry, response).await?;
+                    if !(200..300).contains(&status) {
+                        return Err(classified(entry, status, &headers, &body, &key));
+                    }
+                    (status, body)
+                }
+            };
+            if !(200..300).contains(&status) {
+                return Err(classified(
+                    entry,
+                    status,
+                    &reqwest::header::HeaderMap::new(),
+                    &body,
+                    &key,
+                ));
+            }
+            let parsed: PluginChatResponse = call(entry, |p| p.parse_chat_response(&body))?;
+            Ok(ChatResponse {
+                text: parsed.text,
+                usage: parsed.usage,
+                model: parsed.model.unwrap_or_else(|| request.model.clone()),
+            })
+        }
+        .await;
+        log_outcome(entry, "chat", &request.model, started, result.as_ref().err());
+        result.map_err(|e| redact_error(e, key.secret()))
+    }
+
+    /// Sends a streamed chat request. The returned stream yields text deltas
+    /// then [`StreamEvent::Finished`]; its [`ChatStream::meter`] keeps what was
+    /// seen even after an error or after the stream is dropped (dropping it
+    /// drops the upstream connection).
+    pub async fn chat_stream(
+        &self,
+        provider_id: &str,
+        request: ChatRequest,
+        key: ApiKey,
+    ) -> Result<ChatStream, ProviderError> {
+        let entry = self.entry(provider_id)?;
+        if !entry.manifest.supports_streaming() {
+            return Err(ProviderError::StreamingUnsupported {
+                provider: entry.id.clone(),
+            });
+        }
+        let (request, key) = prepare(entry, request, key, true)?;
+        let started = Instant::now();
+        let result = async {
+            let built = call(entry, |p| p.build_chat_request(&entry.ctx, &request))?;
+            let source: stream::ByteSource = match entry.manifest.transport {
+                Transport::Offline => {
+                    let (status, body) = offline(entry, built, &key)?;
+                    if !(200..300).contains(&status) {
+                        return Err(classified(
+                            entry,
+                            status,
+                            &reqwest::header::HeaderMap::new(),
+                            &body,
+                            &key,
+                        ));
+                    }
+                    Box::pin(futures::stream::once(async move { Ok(bytes::Bytes::from(body)) }))
+                }
+                Transport::Http => {
+                    let response = send(entry, built, &key, None).await?;
+                    let status = response.status().as_u16();
+                    if !(200..300).contains(&status) {
+                        let headers = response.headers().clone();
+                        let body = read_body(entry, response).await?;
+                        return Err(classified(entry, status, &headers, &body, &key));
+                    }
+                    stream::http_source(entry.id.clone(), response)
+                }
+            };
+            Ok(ChatStream::new(
+                entry.id.clone(),
+                Arc::clone(&entry.plugin),
+                source,
+                request.model.clone(),
+                entry.timeouts.stream_idle,
+                entry.timeouts.stream_total,
+                key.clone(),
+            ))
+        }
+        .await;
+        log_outcome(entry, "chat_stream", &request.model, started, result.as_ref().err());
+        result.map_err(|e| redact_error(e, key.secret()))
+    }
+
+    /// Checks a user's key with the provider: `Ok` when it works,
+    /// [`ProviderError::KeyRejected`] when the provider refuses it, another
+    /// error when the provider could not say.
+    pub async fn validate_key(&self, provider_id: &str, key: &SecretString) -> Result<(), ProviderError> {
+        let entry = self.entry(provider_id)?;
+        let key = Key {
+            secret: match entry.manifest.key {
+                KeyPlacement::None => None,
+                _ => Some(key.clone()),
+            },
+            source: KeySource::User,
+        };
+        let started = Instant::now();
+        let result = async {
+            let built = call(entry, |p| p.build_validate_key_request(&entry.ctx))?;
+            let (status, headers, body) = match entry.manifest.transport {
+                Transport::Offline => {
+                    let (status, body) = offline(entry, built, &key)?;
+                    (status, reqwest::header::HeaderMap::new(), body)
+                }
+                Transport::Http => {
+                    let response = send(entry, built, &key, Some(entry.timeouts.total)).await?;
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    (status, headers, read_body(entry, response).await?)
+                }
+            };
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(classified(entry, status, &headers, &body, &key))
+            }
+        }
+        .await;
+        log_outcome(entry, "validate_key", "", started, result.as_ref().err());
+        result.map_err(|e| redact_error(e, key.secret()))
+    }
+}
+
+fn info(entry: &Entry) -> ProviderInfo {
+    ProviderInfo {
+        id: entry.id.clone(),
+        name: entry.name.clone(),
+        plugin_id: entry.manifest.id.clone(),
+        version: entry.manifest.version.clone(),
+        models: entry.models.clone(),
+        supports_streaming: entry.manifest.supports_streaming(),
+        offline: entry.manifest.transport == Transport::Offline,
+        has_platform_key: entry.platform_key.is_some(),
+    }
+}
+
+fn log_outcome(entry: &Entry, op: &str, model: &str, started: Instant, error: Option<&ProviderError>) {
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match error {
+        None => tracing::debug!(provider = %entry.id, op, model, elapsed_ms, "provider call done"),
+        // Messages are redacted by the caller before they leave; here only
+        // the error class is logged, never a message that might carry a key.
+        Some(err) => {
+            tracing::info!(provider = %entry.id, op, model, elapsed_ms, kind = ?err.kind(), "provider call failed")
+        }
+    }
+}
+
+/// Checks the model and output cap and resolves the key.
+fn prepare(
+    entry: &Entry,
+    mut request: ChatRequest,
+    key: ApiKey,
+    stream: bool,
+) -> Result<(ChatRequest, Key), ProviderError> {
+    let Some(model) = entry.models.iter().find(|m| m.id == request.model) else {
+        return Err(ProviderError::UnknownModel {
+            provider: entry.id.clone(),
+            model: request.model,
+        });
+    };
+    if request.max_output_tokens == 0 {
+        return Err(ProviderError::BadRequest {
+            provider: entry.id.clone(),
+            status: 0,
+            message: "the output cap must be at least one token".into(),
+        });
+    }
+    if let Some(max) = model.max_output_tokens {
+        request.max_output_tokens = request.max_output_tokens.min(max);
+    }
+    request.stream = stream;
+    let source = match key {
+        ApiKey::Platform => KeySource::Platform,
+        ApiKey::User(_) => KeySource::User,
+    };
+    let secret = match (&entry.manifest.key, key) {
+        (KeyPlacement::None, _) => None,
+        (_, ApiKey::User(key)) => Some(key),
+        (_, ApiKey::Platform) => Some(
+            entry
+                .platform_key
+                .clone()
+                .ok_or_else(|| ProviderError::PlatformKeyMissing {
+                    provider: entry.id.clone(),
+                })?,
+        ),
+    };
+    let key = Key { secret, source };
+    Ok((request, key))
+}
+
+/// Runs a plugin call with panics caught, mapping its errors.
+fn call<T>(entry: &Entry, f: impl FnOnce(&dyn Provider) -> Result<T, PluginError>) -> Result<T, ProviderError> {
+    match guard(|| f(entry.plugin.as_ref())) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) | Err(err) => Err(plugin_error(&entry.id, err)),
+    }
+}
+
+fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PluginError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        PluginError::new(
+            PluginErrorKind::Panic,
+            creditgate_provider_sdk::protocol::panic_message(payload.as_ref()),
+        )
+    })
+}
+
+fn plugin_error(provider: &str, err: PluginError) -> ProviderError {
+    let message = truncate(&err.message);
+    if err.kind == PluginErrorKind::Panic {
+        ProviderError::PluginPanic {
+            provider: provider.to_owned(),
+            message,
+        }
+    } else {
+        ProviderError::Plugin {
+            provider: provider.to_owned(),
+            message,
+        }
+    }
+}
+
+fn truncate(message: &str) -> String {
+    if message.chars().count() <= MAX_MESSAGE {
+        message.to_owned()
+    } else {
+        let mut cut: String = message.chars().take(MAX_MESSAGE).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// Replaces every occurrence of the key in `text`.
+fn redact(text: &str, key: Option<&SecretString>) -> String {
+    match key.map(ExposeSecret::expose_secret) {
+        Some(secret) if secret.len() >= 4 && text.contains(secret) => text.replace(secret, "[REDACTED]"),
+        _ => text.to_owned(),
+    }
+}
+
+fn redact_error(err: ProviderError, key: Option<&SecretString>) -> ProviderError {
+    let Some(key) = key else { return err };
+    let r = |m: String| redact(&m, Some(key));
+    match err {
+        ProviderError::KeyRejected {
+            provider,
+            key_source,
+            message,
+        } => ProviderError::KeyRejected {
+            provider,
+            key_source,
+            message: r(message),
+        },
+        ProviderError::RateLimited {
+            provider,
+            retry_after,
+            message,
+        } => ProviderError::RateLimited {
+            provider,
+            retry_after,
+            message: r(message),
+        },
+        ProviderError::QuotaExceeded { provider, message } => ProviderError::QuotaExceeded {
+            provider,
+            message: r(message),
+        },
+        ProviderError::Unavailable {
+            provider,
+            status,
+            message,
+        } => ProviderError::Unavailable {
+            provider,
+            status,
+            message: r(message),
+        },
+        ProviderError::Connect { provider, message } => ProviderError::Connect {
+            provider,
+            message: r(message),
+        },
+        ProviderError::StreamInterrupted { provider, message } => ProviderError::StreamInterrupted {
+            provider,
+            message: r(message),
+        },
+        ProviderError::ContextTooLong { provider, message } => ProviderError::ContextTooLong {
+            provider,
+            message: r(message),
+        },
+        ProviderError::BadRequest {
+            provider,
+            status,
+            message,
+        } => ProviderError::BadRequest {
+            provider,
+            status,
+            message: r(message),
+        },
+        ProviderError::Plugin { provider, message } => ProviderError::Plugin {
+            provider,
+            message: r(message),
+        },
+        ProviderError::PluginPanic { provider, message } => ProviderError::PluginPanic {
+            provider,
+            message: r(message),
+        },
+        ProviderError::Other {
+            provider,
+            status,
+            message,
+        } => ProviderError::Other {
+            provider,
+            status,
+            message: r(message),
+        },
+        other => other,
+    }
+}
+
+/// Maps a classified provider error.
+pub(crate) fn from_class(
+    provider: &str,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    err: ClassifiedError,
+    key_source: KeySource,
+) -> ProviderError {
+    let provider = provider.to_owned();
+    let message = truncate(&err.message);
+    match err.class {
+        ErrorClass::Auth => ProviderError::KeyRejected {
+            provider,
+            key_source,
+            message,
+        },
+        ErrorClass::RateLimit => ProviderError::RateLimited {
+            provider,
+            retry_after,
+            message,
+        },
+        ErrorClass::QuotaExceeded => ProviderError::QuotaExceeded { provider, message },
+        ErrorClass::ContextTooLong => ProviderError::ContextTooLong { provider, message },
+        ErrorClass::Overloaded => ProviderError::Unavailable {
+            provider,
+            status,
+            message,
+        },
+        ErrorClass::BadRequest => ProviderError::BadRequest {
+            provider,
+            status: status.unwrap_or(0),
+            message,
+        },
+        ErrorClass::Other => ProviderError::Other {
+            provider,
+            status,
+            message,
+        },
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_millis(ms as u64));
+    }
+    get("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+fn classified(
+    entry: &Entry,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+    key: &Key,
+) -> ProviderError {
+    let key_source = key.source;
+    match call(entry, |p| Ok(p.classify_error(status, body))) {
+        Ok(err) => from_class(&entry.id, Some(status), retry_after(headers), err, key_source),
+        Err(err) => err,
+    }
+}
+
+/// Checks the key placement and injects the key into a copy of the headers.
+fn inject_key(entry: &Entry, request: &mut HttpRequest, key: &Key) -> Result<Option<usize>, ProviderError> {
+    let index = check_key_placement(&entry.manifest.key, request).map_err(|message| ProviderError::Plugin {
+        provider: entry.id.clone(),
+        message: format!("refused request: {message}"),
+    })?;
+    if let (Some(index), Some(key)) = (index, key.secret())
+        && let Some((_, value)) = request.headers.get_mut(index)
+    {
+        *value = match entry.manifest.key {
+            KeyPlacement::Bearer => format!("Bearer {}", key.expose_secret()),
+            _ => key.expose_secret().to_owned(),
+        };
+    }
+    Ok(index)
+}
+
+fn offline(entry: &Entry, mut request: HttpRequest, key: &Key) -> Result<(u16, String), ProviderError> {
+    inject_key(entry, &mut request, key)?;
+    let response = call(entry, |p| p.offline_exchange(&request))?;
+    Ok((response.status, response.body))
+}
+
+fn allowed(entry: &Entry, url: &url::Url) -> bool {
+    let origin = Origin::of(url);
+    if entry.base_origin.as_ref() == Some(&origin) {
+        return true;
+    }
+    origin.scheme == "https"
+        && origin.port == Some(443)
+        && entry
+            .manifest
+            .allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&origin.host))
+}
+
+/// Sends a plugin-built request: checks the key placement and the host,
+/// injects the key, applies the timeouts, retries a failed connection once.
+async fn send(
+    entry: &Entry,
+    mut request: HttpRequest,
+    key: &Key,
+    total: Option<Duration>,
+) -> Result<reqwest::Response, ProviderError> {
+    let key_index = inject_key(entry, &mut request, key)?;
+    let url = url::Url::parse(&request.url).map_err(|e| ProviderError::Plugin {
+        provider: entry.id.clone(),
+        message: format!("the plugin built an invalid URL: {e}"),
+    })?;
+    if !allowed(entry, &url) {
+        let origin = Origin::of(&url);
+        return Err(ProviderError::HostNotAllowed {
+            provider: entry.id.clone(),
+            host: format!(
+                "{}://{}{}",
+                origin.scheme,
+                origin.host,
+                origin.port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+        });
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (index, (name, value)) in request.headers.iter().enumerate() {
+        let header_name =
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| ProviderError::Plugin {
+                provider: entry.id.clone(),
+                message: format!("invalid header name {name:?}"),
+            })?;
+        if matches!(
+            header_name.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection"
+        ) {
+            return Err(ProviderError::Plugin {
+                provider: entry.id.clone(),
+                message: format!("the plugin may not set header {name:?}"),
+            });
+        }
+        let is_key = Some(index) == key_index;
+        let mut header_value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            if is_key {
+                ProviderError::KeyRejected {
+                    provider: entry.id.clone(),
+                    key_source: key.source,
+                    message: "the key contains characters that cannot be sent in an HTTP header".into(),
+                }
+            } else {
+                ProviderError::Plugin {
+                    provider: entry.id.clone(),
+                    message: format!("invalid value for header {name:?}"),
+                }
+            }
+        })?;
+        header_value.set_sensitive(is_key);
+        headers.append(header_name, header_value);
+    }
+    let method = match request.method {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+    };
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut builder = entry
+            .client
+            .request(method.clone(), url.clone())
+            .headers(headers.clone());
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let remaining = total.map(|t| t.saturating_sub(started.elapsed()));
+        let sent = match remaining {
+            Some(remaining) => builder.timeout(remaining).send().await,
+            None => match tokio::time::timeout(entry.timeouts.total, builder.send()).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(ProviderError::Timeout {
+                        provider: entry.id.clone(),
+                        what: "waiting for the response",
+                        after: entry.timeouts.total,
+                    });
+                }
+            },
+        };
+        match sent {
+            Ok(response) => return Ok(response),
+            Err(err) if err.is_connect() && attempt < 2 => {
+                tracing::debug!(provider = %entry.id, "connection failed; retrying once");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => return Err(transport_error(entry, &err, total)),
+        }
+    }
+}
+
+fn transport_error(entry: &Entry, err: &reqwest::Error, total: Option<Duration>) -> ProviderError {
+    if err.is_timeout() {
+        ProviderError::Timeout {
+            provider: entry.id.clone(),
+            what: "total request time",
+            after: total.unwrap_or(entry.timeouts.total),
+        }
+    } else if err.is_connect() {
+        ProviderError::Connect {
+            provider: entry.id.clone(),
+            message: error_chain(err),
+        }
+    } else {
+        ProviderError::Unavailable {
+            provider: entry.id.clone(),
+            status: None,
+            message: error_chain(err),
+        }
+    }
+}
+
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    truncate(&text)
+}
+
+async fn read_body(entry: &Entry, mut response: reqwest::Response) -> Result<String, ProviderError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(ProviderError::Other {
+                        provider: entry.id.clone(),
+                        status: None,
+                        message: format!("response body larger than {MAX_BODY} bytes"),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(err) => return Err(transport_error(entry, &err, Some(entry.timeouts.total))),
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_removes_the_key() {
+        let key = SecretString::from("sk-test-0123456789".to_owned());
+        let err = ProviderError::KeyRejected {
+            provider: "openai".into(),
+            key_source: KeySource::User,
+            message: "Incorrect API key provided: sk-test-0123456789".into(),
+        };
+        let text = redact_error(err, Some(&key)).to_string();
+        assert!(!text.contains("sk-test-0123456789"), "{text}");
+        assert!(text.contains("[REDACTED]"));
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "14".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(14)));
+        headers.insert("retry-after-ms", "407".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(407)));
+    }
+
+    #[test]
+    fn error_kinds() {
+        let p = || "p".to_owned();
+        assert_eq!(
+            ProviderError::KeyRejected {
+                provider: p(),
+                key_source: KeySource::User,
+                message: String::new()
+            }
+            .kind(),
+            ErrorKind::KeyInvalid
+        );
+        assert_eq!(
+            ProviderError::KeyRejected {
+                provider: p(),
+                key_source: KeySource::Platform,
+                message: String::new()
+            }
+            .kind(),
+            ErrorKind::ProviderError
+        );
+        assert!(
+            ProviderError::Timeout {
+                provider: p(),
+                what: "x",
+                after: Duration::ZERO
+            }
+            .is_retryable()
+        );
+        assert_eq!(
+            ProviderError::UnknownProvider(p()).kind(),
+            ErrorKind::UnknownProviderOrModel
+        );
+    }
+}

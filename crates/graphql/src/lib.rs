@@ -1,0 +1,49 @@
+//! The GraphQL API of creditgate (async-graphql). The server crate serves
+//! it over HTTP and WebSocket; `export-schema` prints its SDL.
+
+mod context;
+mod error;
+mod scalars;
+mod schema;
+mod types;
+
+use async_graphql::{EmptySubscription, Schema};
+
+pub use context::{ApiLimits, Auth, CallerUser, Services};
+pub use error::{ApiError, ApiResult, Code};
+pub use scalars::CreditsScalar;
+pub use schema::{MutationRoot, QueryRoot};
+
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Limits on a query's shape.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub depth: usize,
+    pub complexity: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            depth: 12,
+            complexity: 1_000,
+        }
+    }
+}
+
+/// The schema, with its services.
+pub fn build_schema(services: Services, limits: QueryLimits) -> ApiSchema {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .data(services)
+        .extension(error::ErrorCodes)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .finish()
+}
+
+/// The SDL of the schema (what `creditgate export-schema` prints and
+/// schema.graphql holds).
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription).finish().sdl()
+}

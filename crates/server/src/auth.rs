@@ -1,0 +1,245 @@
+//! Identity: JWTs in, callers out.
+
+use std::path::Path;
+
+use chrono::{Duration, Utc};
+use creditgate_domain::Role;
+use creditgate_storage::Identity;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ConfigError, JwtAlgorithm};
+
+/// The claims creditgate reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub org: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_name: Option<String>,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// Why a token was refused. The messages name no secret and no token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication required: send `Authorization: Bearer <JWT>`")]
+    Missing,
+    #[error("the Authorization header must be `Bearer <JWT>`")]
+    Malformed,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Checks tokens, and (with an HS256 secret) signs them for development.
+pub struct Authenticator {
+    decoding: DecodingKey,
+    validation: Validation,
+    signing: Option<(EncodingKey, Algorithm)>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+const NONEMPTY_MAX: usize = 256;
+
+impl Authenticator {
+    pub fn from_config(config: &Config) -> Result<Authenticator, ConfigError> {
+        let jwt = &config.jwt;
+        let (decoding, signing, algorithm) = match jwt.algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = hs256_secret(config)?;
+                let bytes = secret.expose_secret().as_bytes();
+                (
+                    DecodingKey::from_secret(bytes),
+                    Some((EncodingKey::from_secret(bytes), Algorithm::HS256)),
+                    Algorithm::HS256,
+                )
+            }
+            alg => {
+                let path = jwt.public_key_file.as_deref().ok_or(ConfigError::Key {
+                    key: "jwt.public_key_file",
+                    message: "is required for this algorithm".into(),
+                })?;
+                let pem = std::fs::read(path).map_err(|e| ConfigError::Key {
+                    key: "jwt.public_key_file",
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?;
+                let bad = |e: jsonwebtoken::errors::Error| ConfigError::Key {
+                    key: "jwt.public_key_file",
+                    message: format!("not a usable PEM public key: {e}"),
+                };
+                match alg {
+                    JwtAlgorithm::RS256 => (DecodingKey::from_rsa_pem(&pem).map_err(bad)?, None, Algorithm::RS256),
+                    JwtAlgorithm::ES256 => (DecodingKey::from_ec_pem(&pem).map_err(bad)?, None, Algorithm::ES256),
+                    _ => (DecodingKey::from_ed_pem(&pem).map_err(bad)?, None, Algorithm::EdDSA),
+                }
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = jwt.leeway_secs;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        match &jwt.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &jwt.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Authenticator {
+            decoding,
+            validation,
+            signing,
+            issuer: jwt.issuer.clone(),
+            audience: jwt.audience.clone(),
+        })
+    }
+
+    /// The caller of an `Authorization` header value.
+    pub fn authenticate_header(&self, header: Option<&str>) -> Result<Identity, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Malformed)?;
+        self.authenticate(token)
+    }
+
+    pub fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+            ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
+            ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
+            ErrorKind::InvalidAlgorithm => AuthError::Invalid("wrong algorithm".into()),
+            ErrorKind::MissingRequiredClaim(c) => AuthError::Invalid(format!("missing claim `{c}`")),
+            ErrorKind::Json(_) => AuthError::Invalid("claims are missing or malformed".into()),
+            _ => AuthError::Invalid("malformed token".into()),
+        })?;
+        let c = data.claims;
+        let role: Role = c.role.parse().map_err(|_| {
+            AuthError::Invalid(format!(
+                "unknown role `{}`",
+                c.role.chars().take(32).collect::<String>()
+            ))
+        })?;
+        for (name, value) in [("sub", &c.sub), ("org", &c.org)] {
+            if value.trim().is_empty() || value.len() > NONEMPTY_MAX {
+                return Err(AuthError::Invalid(format!(
+                    "claim `{name}` must have 1 to {NONEMPTY_MAX} characters"
+                )));
+            }
+        }
+        let clip = |v: Option<String>| v.map(|s| s.chars().take(NONEMPTY_MAX).collect::<String>());
+        Ok(Identity {
+            user_id: c.sub,
+            org_id: c.org,
+            role,
+            name: clip(c.name),
+            email: clip(c.email),
+            team: clip(c.team),
+            org_name: clip(c.org_name),
+        })
+    }
+
+    /// Signs a development token; only with an HS256 secret.
+    pub fn issue(&self, who: &TokenRequest) -> Result<String, AuthError> {
+        let Some((key, alg)) = &self.signing else {
+            return Err(AuthError::Invalid(
+                "tokens can only be signed with an HS256 secret".into(),
+            ));
+        };
+        let claims = Claims {
+            sub: who.sub.clone(),
+            org: who.org.clone(),
+            role: who.role.as_str().to_owned(),
+            name: who.name.clone(),
+            email: who.email.clone(),
+            team: who.team.clone(),
+            org_name: who.org_name.clone(),
+            exp: (Utc::now() + who.ttl).timestamp(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        encode(&Header::new(*alg), &claims, key).map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+/// What `creditgate token` signs.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub sub: String,
+    pub org: String,
+    pub role: Role,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub team: Option<String>,
+    pub org_name: Option<String>,
+    pub ttl: Duration,
+}
+
+/// The configured secret, or the one generated into the data folder on
+/// first start (owner-only), which `creditgate token` reads too.
+fn hs256_secret(config: &Config) -> Result<SecretString, ConfigError> {
+    if let Some(secret) = &config.jwt_secret {
+        if secret.expose_secret().len() < 32 {
+            return Err(ConfigError::Key {
+                key: "jwt_secret",
+                message: "must be at least 32 characters".into(),
+            });
+        }
+        return Ok(secret.clone());
+    }
+    config.ensure_data_dir()?;
+    let path = config.data_dir.join("jwt-secret");
+    read_or_create_secret(&path).map_err(|source| ConfigError::DataDir { path, source })
+}
+
+fn read_or_create_secret(path: &Path) -> std::io::Result<SecretString> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_owned();
+        if existing.len() >= 32 {
+            return Ok(SecretString::from(existing));
+        }
+    }
+    let bytes: [u8; 32] = rand::random();
+    let secret = hex::encode(bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    let mut f = options.open(path)?;
+    f.write_all(secret.as_bytes())?;
+    f.sync_all()?;
+    Ok(SecretString::from(secret))
+}

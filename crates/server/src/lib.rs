@@ -1,0 +1,10 @@
+//! The creditgate server: configuration, identity, HTTP and the command
+//! line, over the library crates.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+
+pub use app::{App, AppError};
+pub use auth::{AuthError, Authenticator, Claims, TokenRequest};
+pub use config::Config;

@@ -1,0 +1,190 @@
+//! `creditgate`: the server binary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use creditgate_domain::{Role, SystemClock};
+use creditgate_server::config::LogFormat;
+use creditgate_server::{App, Authenticator, Config, TokenRequest};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "creditgate",
+    version,
+    about = "AI credit wallet and bring-your-own-key gateway"
+)]
+struct Cli {
+    /// A TOML configuration file (also CREDITGATE_CONFIG).
+    #[arg(long, global = true, env = "CREDITGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run pending migrations, then serve (the default).
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Print a JWT signed with the configured HS256 secret, for development.
+    Token {
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        org_name: Option<String>,
+        /// Lifetime, e.g. 3600s, 90m, 12h, 7d.
+        #[arg(long, default_value = "12h", value_parser = parse_ttl)]
+        ttl: chrono::Duration,
+    },
+    /// Print the GraphQL SDL (schema.graphql is its output).
+    ExportSchema,
+    /// Check that every wallet's cached balances equal its journal and its holds.
+    Reconcile,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not a role: member, admin or service"))
+}
+
+fn parse_ttl(s: &str) -> Result<chrono::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 90m or 12h"))?;
+    match unit {
+        "" | "s" => Ok(chrono::Duration::seconds(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "d" => Ok(chrono::Duration::days(n)),
+        _ => Err(format!("`{s}` is not a duration such as 90m or 12h")),
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CREDITGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::ExportSchema = command {
+        // Needs no configuration.
+        print!("{}", creditgate_graphql::sdl());
+        return Ok(());
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    init_logs(config.log_format);
+    match command {
+        Command::ExportSchema => Ok(()),
+        Command::Token {
+            sub,
+            org,
+            role,
+            name,
+            email,
+            team,
+            org_name,
+            ttl,
+        } => {
+            let auth = Authenticator::from_config(&config)?;
+            let token = auth
+                .issue(&TokenRequest {
+                    sub,
+                    org,
+                    role,
+                    name,
+                    email,
+                    team,
+                    org_name,
+                    ttl,
+                })
+                .context("signing the token")?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Migrate => {
+            App::build(config, Arc::new(SystemClock)).await?;
+            eprintln!("migrations are up to date");
+            Ok(())
+        }
+        Command::Reconcile => {
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            let off = app.store.reconcile().await?;
+            for d in &off {
+                println!("{}: {}", d.user_id, d.problem);
+            }
+            if !off.is_empty() {
+                bail!("{} wallet(s) do not reconcile", off.len());
+            }
+            eprintln!("every wallet reconciles");
+            Ok(())
+        }
+        Command::Serve => serve(config).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let listen = config.listen;
+    let app = App::build(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let cancel = CancellationToken::new();
+    let sweeper = app.spawn_sweeper(cancel.clone());
+    tracing::info!(%listen, "creditgate is serving GraphQL at http://{listen}/graphql");
+    let stop = cancel.clone();
+    app.serve(listener, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        stop.cancel();
+    })
+    .await?;
+    cancel.cancel();
+    let _ = sweeper.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
