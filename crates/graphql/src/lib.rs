@@ -7,14 +7,24 @@ mod scalars;
 mod schema;
 mod types;
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 pub use context::{ApiLimits, Auth, CallerUser, Services};
 pub use error::{ApiError, ApiResult, Code};
 pub use scalars::CreditsScalar;
-pub use schema::{MutationRoot, QueryRoot};
+pub use schema::{WalletMutation, WalletQuery};
 
-pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+/// Every query, one part per capability (each in its own module).
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(WalletQuery);
+
+/// Every mutation, one part per capability.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(WalletMutation);
+
+pub type SubscriptionRoot = EmptySubscription;
+
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Limits on a query's shape.
 #[derive(Debug, Clone, Copy)]
@@ -34,16 +44,26 @@ impl Default for QueryLimits {
 
 /// The schema, with its services.
 pub fn build_schema(services: Services, limits: QueryLimits) -> ApiSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
-        .data(services)
-        .extension(error::ErrorCodes)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .data(services)
+    .extension(error::ErrorCodes)
+    .limit_depth(limits.depth)
+    .limit_complexity(limits.complexity)
+    .finish()
 }
 
 /// The SDL of the schema (what `creditgate export-schema` prints and
 /// schema.graphql holds).
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription).finish().sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
 }

@@ -37,10 +37,12 @@ pub(crate) fn check_idempotency_key(key: &str) -> ApiResult<String> {
     Ok(key.to_owned())
 }
 
-pub struct QueryRoot;
+/// The wallet's queries.
+#[derive(Default)]
+pub struct WalletQuery;
 
 #[Object]
-impl QueryRoot {
+impl WalletQuery {
     /// The caller.
     async fn me(&self, ctx: &Context<'_>) -> ApiResult<User> {
         Ok(User::from(caller_user(ctx).await?))
@@ -110,10 +112,12 @@ impl QueryRoot {
     }
 }
 
-pub struct MutationRoot;
+/// The wallet's mutations (back office).
+#[derive(Default)]
+pub struct WalletMutation;
 
 #[Object]
-impl MutationRoot {
+impl WalletMutation {
     /// SERVICE only: add permanent credits to a user (gamification, goodwill).
     async fn grant_credits(
         &self,

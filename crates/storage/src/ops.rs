@@ -210,7 +210,7 @@ impl Store {
         for p in postings {
             locked.push(p, EntryExtras::default());
         }
-        let change = locked.commit().await?;
+        let change = locked.commit_notifying(self.notify_channel.as_deref()).await?;
         txn.commit().await?;
         self.publish(&change);
         let created = users::Entity::find_by_id(who.user_id.clone())
@@ -637,7 +637,7 @@ impl Store {
                 };
                 let posting = locked.state.change_plan(plan.monthly_credits_per_user, &plan.name);
                 locked.push(posting, EntryExtras::default());
-                changes.push(locked.commit().await?);
+                changes.push(locked.commit_notifying(self.notify_channel.as_deref()).await?);
             }
         }
         let updated = organizations::Entity::update_many()

@@ -10,8 +10,8 @@ use creditgate_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, Statement, TransactionTrait,
 };
 
 use crate::entities::{journal_entries, organizations, wallets};
@@ -33,6 +33,10 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     /// How long a hold may stay open before the sweep releases it.
     pub hold_ttl: chrono::Duration,
+    /// PostgreSQL only: a channel on which every committed wallet change is
+    /// announced (`pg_notify(channel, '<version> <user_id>')`) inside its own
+    /// transaction, so other replicas hear of it exactly when it commits.
+    pub notify_channel: Option<String>,
 }
 
 impl StoreOptions {
@@ -42,6 +46,7 @@ impl StoreOptions {
             max_connections: 16,
             connect_timeout: Duration::from_secs(10),
             hold_ttl: chrono::Duration::minutes(10),
+            notify_channel: None,
         }
     }
 }
@@ -53,6 +58,7 @@ pub struct Store {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) plans: Arc<PlanCatalog>,
     pub(crate) hold_ttl: chrono::Duration,
+    pub(crate) notify_channel: Option<String>,
     listener: Option<Arc<dyn WalletListener>>,
 }
 
@@ -90,11 +96,16 @@ impl Store {
         let db = Database::connect(opts)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let notify_channel = options
+            .notify_channel
+            .clone()
+            .filter(|_| db.get_database_backend() == DbBackend::Postgres);
         Ok(Store {
             db,
             clock,
             plans,
             hold_ttl: options.hold_ttl,
+            notify_channel,
             listener: None,
         })
     }
@@ -254,16 +265,17 @@ impl LockedWallet {
 
     /// Commits and tells the listener.
     pub async fn commit_and_publish(self, store: &Store) -> StoreResult<WalletChange> {
-        let change = self.commit().await?;
+        let change = self.commit_notifying(store.notify_channel.as_deref()).await?;
         store.publish(&change);
         Ok(change)
     }
 
     /// Writes the new balances (as deltas, guarded by the version this
     /// transaction holds) and the entries, each with the balance right after
-    /// it, then commits (releases the savepoint, when nested: the caller
-    /// publishes after the outer commit).
-    pub async fn commit(self) -> StoreResult<WalletChange> {
+    /// it, announces the change on `channel` (PostgreSQL) in the same
+    /// transaction, then commits (releases the savepoint, when nested: the
+    /// caller publishes after the outer commit).
+    pub async fn commit_notifying(self, channel: Option<&str>) -> StoreResult<WalletChange> {
         let LockedWallet {
             txn,
             user_id,
@@ -359,6 +371,18 @@ impl LockedWallet {
             return Err(StoreError::corrupt(format!(
                 "entries of `{user_id}` do not add up to the new balance"
             )));
+        }
+        if let Some(channel) = channel {
+            let payload = format!("{version} {user_id}");
+            let notify = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [channel.into(), payload.into()],
+            );
+            if let Err(e) = txn.execute_raw(notify).await {
+                txn.rollback().await?;
+                return Err(e.into());
+            }
         }
         txn.commit().await?;
         Ok(WalletChange {
