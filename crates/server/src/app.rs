@@ -75,6 +75,10 @@ impl App {
                 depth: config.limits.query_depth,
                 complexity: config.limits.query_complexity,
             },
+            |builder| {
+                // Each capability adds its own data here, one line each.
+                builder
+            },
         );
         Ok(App {
             config: Arc::new(config),
