@@ -42,18 +42,27 @@ impl Default for QueryLimits {
     }
 }
 
-/// The schema, with its services.
-pub fn build_schema(services: Services, limits: QueryLimits) -> ApiSchema {
-    Schema::build(
+/// The schema builder, for capabilities to add their own data.
+pub type ApiSchemaBuilder = async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// The schema, with its services; `extend` adds each capability's own data
+/// (`builder.data(x)`), which its resolvers read with `ctx.data::<X>()`.
+pub fn build_schema(
+    services: Services,
+    limits: QueryLimits,
+    extend: impl FnOnce(ApiSchemaBuilder) -> ApiSchemaBuilder,
+) -> ApiSchema {
+    let builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
-    )
-    .data(services)
-    .extension(error::ErrorCodes)
-    .limit_depth(limits.depth)
-    .limit_complexity(limits.complexity)
-    .finish()
+    );
+    extend(builder)
+        .data(services)
+        .extension(error::ErrorCodes)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .finish()
 }
 
 /// The SDL of the schema (what `creditgate export-schema` prints and
