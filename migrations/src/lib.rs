@@ -4,12 +4,18 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_ledger;
+mod m20261124_000002_purchases;
+mod m20261124_000003_byok;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_ledger::Migration)]
+        vec![
+            Box::new(m20261124_000001_ledger::Migration),
+            Box::new(m20261124_000002_purchases::Migration),
+            Box::new(m20261124_000003_byok::Migration),
+        ]
     }
 }

@@ -88,6 +88,7 @@ enum Holds {
     RequestHash,
     JournalEntryId,
     Details,
+    Result,
 }
 
 fn big(col: impl IntoIden) -> ColumnDef {
@@ -291,6 +292,7 @@ impl MigrationTrait for Migration {
                     .col(opt_text(Holds::RequestHash))
                     .col(ColumnDef::new(Holds::JournalEntryId).big_integer().null())
                     .col(ColumnDef::new(Holds::Details).text().null())
+                    .col(ColumnDef::new(Holds::Result).text().null())
                     .check(Expr::col(Holds::MonthlyPart).gte(0))
                     .check(Expr::col(Holds::PermanentPart).gte(0))
                     .foreign_key(

@@ -204,3 +204,75 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// The folder of the built provider plugins (`target/<profile>`): the test
+/// binary lives in `target/<profile>/deps`. Fails loudly when the plugins
+/// are not built (`cargo build --workspace` first; scripts/test.sh does).
+pub fn plugin_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps").to_owned();
+    for plugin in ["creditgate_plugin_demo", "creditgate_plugin_openai"] {
+        let file = dir.join(format!("{}{plugin}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+        assert!(file.is_file(), "{} is not built: run `cargo build --workspace` first", file.display());
+    }
+    dir
+}
+
+/// Configuration (TOML) serving the demo provider and an OpenAI-compatible
+/// mock at `openai_base` (e.g. `http://127.0.0.1:1234/v1`) whose platform
+/// key is read from `key_file`.
+pub fn providers_toml(openai_base: &str, key_file: &std::path::Path, timeout_ms: u64) -> String {
+    format!(
+        "[providers]\nplugin_dir = {:?}\n[providers.providers.demo]\n[providers.providers.openai]\nbase_url = {:?}\napi_key_file = {:?}\ntimeout_ms = {timeout_ms}\n",
+        plugin_dir().display().to_string(),
+        openai_base,
+        key_file.display().to_string(),
+    )
+}
+
+/// Another server (replica) on the database of a [`TestApp`], with the same
+/// secret and clock; stops when dropped.
+pub struct Replica {
+    pub app: App,
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts another replica on this app's database, with extra TOML.
+    pub async fn replica(&self, toml: &str) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "data_dir = {:?}\ndatabase_url = {:?}\njwt_secret = {:?}\n[sweep]\ninterval_secs = 0\n{}",
+            dir.path().display().to_string(),
+            self.app.config.database_url(),
+            TEST_SECRET,
+            toml
+        );
+        let config = Config::from_toml(&toml).expect("replica configuration");
+        let app = App::build(config, self.clock.clone()).await.expect("replica");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let served = app.clone();
+        let signal = stop.clone();
+        tokio::spawn(async move {
+            let _ = served.serve(listener, async move { signal.cancelled().await }).await;
+        });
+        Replica {
+            app,
+            addr,
+            stop,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub mod ws;

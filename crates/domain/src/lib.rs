@@ -15,3 +15,5 @@ pub use kinds::{ActivityKind, AiFeature, AiRequestStatus, BillingMode, HoldStatu
 pub use ledger::{LedgerError, Posting, Reservation, Settlement, WalletState};
 pub mod plans;
 pub use plans::{Plan, PlanCatalog, PlanCatalogError};
+pub mod pricing;
+pub use pricing::{FeaturePricing, ModelPrice, PricingError, PricingTable, approx_tokens, max_prompt_tokens};

@@ -59,6 +59,8 @@ pub struct ProviderConfig {
     /// Name of the environment variable holding the platform's own key, used
     /// for credit-paid requests. Read once at start; never logged.
     pub api_key_env: Option<String>,
+    /// Or a file holding it (a mounted secret). Read once at start.
+    pub api_key_file: Option<PathBuf>,
     /// Connect timeout override.
     pub connect_timeout_ms: Option<u64>,
     /// Total timeout override.
@@ -84,6 +86,7 @@ impl Default for ProviderConfig {
             name: None,
             base_url: None,
             api_key_env: None,
+            api_key_file: None,
             connect_timeout_ms: None,
             timeout_ms: None,
             stream_idle_timeout_ms: None,

@@ -293,15 +293,24 @@ impl Gateway {
                 }
                 _ => None,
             };
-            let platform_key = match &pc.api_key_env {
-                Some(var) => match std::env::var(var) {
+            let platform_key = match (&pc.api_key_env, &pc.api_key_file) {
+                (_, Some(path)) => match std::fs::read_to_string(path) {
+                    Ok(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
+                    _ => {
+                        return Err(GatewayError::Config(format!(
+                            "provider {id}: api_key_file {} cannot be read or is empty",
+                            path.display()
+                        )));
+                    }
+                },
+                (Some(var), None) => match std::env::var(var) {
                     Ok(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
                     _ => {
                         tracing::warn!(provider = %id, env = %var, "platform key variable is not set; credit-paid requests to this provider will fail");
                         None
                     }
                 },
-                None => None,
+                (None, None) => None,
             };
             let connect = ms(pc.connect_timeout_ms, config.connect_timeout_ms);
             let client = match clients.get(&connect) {

@@ -97,6 +97,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<creditgate_metering::AiError> for ApiError {
+    fn from(e: creditgate_metering::AiError) -> Self {
+        use creditgate_metering::AiError as E;
+        match e {
+            E::BadInput(m) => ApiError::bad_input(m),
+            E::InsufficientCredits { .. } => ApiError::new(Code::InsufficientCredits, e.to_string()),
+            E::IdempotencyConflict => ApiError::new(Code::IdempotencyConflict, e.to_string()),
+            E::KeyInvalid(m) => ApiError::new(Code::ByokKeyInvalid, m),
+            E::Provider(m) => ApiError::new(Code::ProviderError, m),
+            E::Unavailable(m) => ApiError::new(Code::ProviderUnavailable, m),
+            E::RateLimited(m) => ApiError::new(Code::RateLimited, m),
+            E::Store(s) => ApiError::from(s),
+            E::Internal(m) => ApiError::internal(&m),
+        }
+    }
+}
+
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
         async_graphql::Error::new(e.message).extend_with(|_, ext| ext.set("code", e.code.as_str()))

@@ -1,28 +1,34 @@
 //! The GraphQL API of creditgate (async-graphql). The server crate serves
 //! it over HTTP and WebSocket; `export-schema` prints its SDL.
 
+mod ai;
 mod context;
 mod error;
+mod purchases;
 mod scalars;
 mod schema;
+mod subscriptions;
 mod types;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 pub use context::{ApiLimits, Auth, CallerUser, Services};
 pub use error::{ApiError, ApiResult, Code};
 pub use scalars::CreditsScalar;
 pub use schema::{WalletMutation, WalletQuery};
+pub use subscriptions::WalletSubscription;
 
 /// Every query, one part per capability (each in its own module).
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(WalletQuery);
+pub struct QueryRoot(WalletQuery, ai::AiQuery, purchases::PurchaseQuery);
 
 /// Every mutation, one part per capability.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(WalletMutation);
+pub struct MutationRoot(WalletMutation, ai::AiMutation, purchases::PurchaseMutation);
 
-pub type SubscriptionRoot = EmptySubscription;
+/// Every subscription, one part per capability.
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(WalletSubscription, ai::AiSubscription);
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

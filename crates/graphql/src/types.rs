@@ -153,6 +153,7 @@ impl From<StoredUser> for User {
 }
 
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
 pub struct Wallet {
     /// Monthly credits left in the current billing cycle.
     pub monthly_balance: CreditsScalar,
@@ -167,10 +168,22 @@ pub struct Wallet {
     pub cycle_start: DateTime<Utc>,
     /// When the monthly allocation next resets.
     pub cycle_end: DateTime<Utc>,
-    /// How AI features are paid for right now.
-    pub billing_mode: BillingMode,
     /// Grows with every change of this wallet.
     pub version: i64,
+    #[graphql(skip)]
+    pub user_id: String,
+}
+
+#[ComplexObject]
+impl Wallet {
+    /// How AI features are paid for right now: BYOK when the user has a key
+    /// that serves their requests, else CREDITS.
+    async fn billing_mode(&self, ctx: &Context<'_>) -> ApiResult<BillingMode> {
+        match ctx.data_opt::<creditgate_metering::AiService>() {
+            Some(ai) => Ok(ai.billing_mode(&self.user_id).await?.into()),
+            None => Ok(BillingMode::Credits),
+        }
+    }
 }
 
 impl From<StoredWallet> for Wallet {
@@ -183,8 +196,8 @@ impl From<StoredWallet> for Wallet {
             available: w.available().into(),
             cycle_start: w.cycle_start,
             cycle_end: w.cycle_end,
-            billing_mode: BillingMode::Credits,
             version: w.version,
+            user_id: w.user_id,
         }
     }
 }

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use creditgate_domain::Clock;
+use creditgate_realtime::ws::{CLOSE_FORBIDDEN, CLOSE_TOO_MANY_CONNECTIONS, InitOutcome, WsSettings};
+use creditgate_realtime::Hub;
 use creditgate_graphql::{ApiLimits, ApiSchema, Auth, CallerUser, QueryLimits, Services, build_schema};
 use creditgate_storage::{Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
@@ -20,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
+
+use creditgate_gateway::Gateway;
+use creditgate_metering::{AiService, KeyVault};
 
 use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, ConfigError};
@@ -30,6 +35,10 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error("providers: {0}")]
+    Gateway(#[from] creditgate_gateway::GatewayError),
+    #[error("BYOK keys: {0}")]
+    Vault(#[from] creditgate_metering::VaultError),
 }
 
 /// Everything a running server shares.
@@ -39,6 +48,12 @@ pub struct App {
     pub store: Store,
     pub schema: ApiSchema,
     pub auth: Arc<Authenticator>,
+    /// Buying credits: the packs and the payment provider.
+    pub payments: creditgate_payments::Payments,
+    /// Real-time wallet events of this replica.
+    pub realtime: Hub,
+    /// Metered AI requests.
+    pub ai: AiService,
 }
 
 impl std::fmt::Debug for App {
@@ -60,8 +75,17 @@ impl App {
         let mut options = StoreOptions::new(config.database_url());
         options.max_connections = config.database_max_connections;
         options.hold_ttl = chrono::Duration::seconds(i64::try_from(config.sweep.hold_ttl_secs).unwrap_or(600));
+        config
+            .realtime
+            .validate()
+            .map_err(|(key, message)| ConfigError::Key { key, message: message.into() })?;
+        options.notify_channel = config.realtime.notify_channel_for(&config.database_url());
         let store = Store::connect(&options, clock, plans).await?;
         store.migrate().await?;
+        // Before anything takes a copy of the store: every commit must reach the hub.
+        let (store, realtime) = Hub::start(store, &config.realtime, &config.database_url());
+        let ai = ai_service(&config, &store)?;
+        let payments = crate::webhooks::payments_from_config(&config)?;
         let services = Services {
             store: store.clone(),
             limits: ApiLimits {
@@ -77,6 +101,9 @@ impl App {
             },
             |builder| {
                 // Each capability adds its own data here, one line each.
+                let builder = builder.data(payments.clone());
+                let builder = builder.data(realtime.clone());
+                let builder = builder.data(ai.clone());
                 builder
             },
         );
@@ -85,6 +112,9 @@ impl App {
             store,
             schema,
             auth,
+            payments,
+            ai,
+            realtime,
         })
     }
 
@@ -95,6 +125,7 @@ impl App {
             .route("/graphql/ws", get(graphql_ws))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
+            .route("/webhooks/stripe", axum::routing::post(crate::webhooks::stripe_webhook))
             .layer(RequestBodyLimitLayer::new(self.config.limits.body_bytes))
             .layer(CatchPanicLayer::new())
             .layer(TraceLayer::new_for_http())
@@ -153,6 +184,44 @@ impl App {
     }
 }
 
+/// The gateway (every plugin of the configured folder), the BYOK vault and
+/// the pricing table.
+fn ai_service(config: &Config, store: &Store) -> Result<AiService, AppError> {
+    let gateway = Gateway::load(&config.providers)?;
+    for skipped in gateway.skipped_plugins() {
+        tracing::warn!(?skipped, "plugin skipped");
+    }
+    let providers: Vec<String> = gateway.providers().into_iter().map(|p| p.id).collect();
+    tracing::info!(?providers, "providers loaded");
+    let vault = vault(config)?;
+    let pricing = config
+        .ai
+        .pricing
+        .table()
+        .map_err(|e| ConfigError::Key { key: "ai.pricing", message: e.to_string() })?;
+    Ok(AiService::new(store.clone(), Arc::new(gateway), pricing, vault, &config.ai))
+}
+
+/// The identity that decrypts BYOK keys: from the configured environment
+/// variable, else the configured file, else `<data_dir>/byok-identity.txt`
+/// (generated on first start, mode 0600).
+pub fn vault(config: &Config) -> Result<KeyVault, AppError> {
+    if let Some(var) = &config.ai.identity_env {
+        return Ok(KeyVault::from_env(var)?);
+    }
+    Ok(KeyVault::load_or_create(&identity_path(config)?)?)
+}
+
+pub fn identity_path(config: &Config) -> Result<std::path::PathBuf, AppError> {
+    match &config.ai.identity_file {
+        Some(path) => Ok(path.clone()),
+        None => {
+            config.ensure_data_dir()?;
+            Ok(config.data_dir.join("byok-identity.txt"))
+        }
+    }
+}
+
 async fn graphql(State(app): State<App>, headers: HeaderMap, req: GraphQLRequest) -> GraphQLResponse {
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let req = req.into_inner().data(app.auth_from(header)).data(CallerUser::default());
@@ -178,34 +247,58 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn graphql_ws(State(app): State<App>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+async fn graphql_ws(State(app): State<App>, _protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+    // The replica's connection limit, before the upgrade.
+    let Some(permit) = app.realtime.try_connection() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections; try another replica or later").into_response();
+    };
     let schema = app.schema.clone();
+    let settings = WsSettings::from_config(&app.config.realtime);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| {
-                    let app = app.clone();
-                    async move { connection_init(&app, payload) }
-                })
-                .keepalive_timeout(Duration::from_secs(30))
-                .serve()
+        .on_upgrade(move |socket| async move {
+            let on_init = {
+                let app = app.clone();
+                move |payload| async move { connection_init(&app, payload) }
+            };
+            creditgate_realtime::ws::serve(socket, schema, settings, permit, on_init).await;
         })
         .into_response()
 }
 
 /// A WebSocket is authenticated once, by its `connection_init` payload
-/// `{"Authorization": "Bearer <JWT>"}`; a refused token closes it.
-fn connection_init(app: &App, payload: serde_json::Value) -> async_graphql::Result<Data> {
+/// `{"Authorization": "Bearer <JWT>"}`: a refused token closes it with 4403
+/// (Forbidden), a user over their connection limit with 4429. The
+/// connection closes (4403) when the token expires.
+fn connection_init(app: &App, payload: serde_json::Value) -> InitOutcome {
     let header = payload
         .get("Authorization")
         .or_else(|| payload.get("authorization"))
         .and_then(|v| v.as_str());
-    let auth = match app.auth.authenticate_header(header) {
-        Ok(id) => Auth::Caller(id),
-        Err(e) => return Err(async_graphql::Error::new(e.to_string())),
+    let id = match app.auth.authenticate_header(header) {
+        Ok(id) => id,
+        Err(e) => {
+            return InitOutcome::Refused {
+                code: CLOSE_FORBIDDEN,
+                reason: format!("Forbidden: {e}"),
+            };
+        }
     };
+    let Some(user_permit) = app.realtime.try_user_connection(&id.user_id) else {
+        return InitOutcome::Refused {
+            code: CLOSE_TOO_MANY_CONNECTIONS,
+            reason: "too many connections for this user".into(),
+        };
+    };
+    let leeway = chrono::Duration::seconds(i64::try_from(app.config.jwt.leeway_secs).unwrap_or(0));
+    let expires_at = header
+        .and_then(creditgate_realtime::token::jwt_expiry)
+        .map(|exp| exp + leeway);
     let mut data = Data::default();
-    data.insert(auth);
-    Ok(data)
+    data.insert(Auth::Caller(id));
+    InitOutcome::Accepted {
+        data,
+        expires_at,
+        permit: Some(user_permit),
+    }
 }

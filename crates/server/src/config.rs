@@ -139,9 +139,17 @@ pub struct Config {
     pub default_plan: String,
     pub limits: LimitsConfig,
     pub sweep: SweepConfig,
+    /// Subscriptions: cross-replica fan-out, connection limits, keep-alive, buffers.
+    pub realtime: creditgate_realtime::RealtimeConfig,
     pub log_format: LogFormat,
     /// `development` or `production`.
     pub environment: String,
+    /// Buying credits: the packs and the payment provider.
+    pub payments: creditgate_payments::PaymentsConfig,
+    /// Provider plugins and how each provider is reached.
+    pub providers: creditgate_gateway::ProvidersConfig,
+    /// Metered AI: pricing, BYOK identity, rate limits.
+    pub ai: creditgate_metering::AiConfig,
 }
 
 impl Default for Config {
@@ -166,8 +174,12 @@ impl Default for Config {
             default_plan: shipped.default_plan().id.clone(),
             limits: LimitsConfig::default(),
             sweep: SweepConfig::default(),
+            realtime: creditgate_realtime::RealtimeConfig::default(),
             log_format: LogFormat::Pretty,
             environment: "development".into(),
+            payments: creditgate_payments::PaymentsConfig::default(),
+            providers: creditgate_gateway::ProvidersConfig::default(),
+            ai: creditgate_metering::AiConfig::default(),
         }
     }
 }
@@ -208,6 +220,8 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.plan_catalog()?;
+        self.payments.validate(self.environment == "production").map_err(|e| key(e.key(), e.to_string()))?;
+        self.ai.pricing.table().map_err(|e| key("ai.pricing", e.to_string()))?;
         if self.limits.body_bytes < 1024 {
             return Err(key("limits.body_bytes", "must be at least 1024"));
         }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod webhooks;
 
 pub use app::{App, AppError};
 pub use auth::{AuthError, Authenticator, Claims, TokenRequest};

@@ -54,6 +54,14 @@ enum Command {
     ExportSchema,
     /// Check that every wallet's cached balances equal its journal and its holds.
     Reconcile,
+    /// Re-encrypt every stored BYOK key to a new identity, losing none.
+    RotateKey {
+        /// Where to write the new identity when it comes from an environment
+        /// variable (`ai.identity_env`); otherwise the identity file is
+        /// updated in place.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -143,8 +151,44 @@ async fn main() -> Result<()> {
             eprintln!("every wallet reconciles");
             Ok(())
         }
+        Command::RotateKey { out } => rotate_key(config, out).await,
         Command::Serve => serve(config).await,
     }
+}
+
+/// Rotation that loses nothing at any point: the identity file first holds
+/// the new identity and the old one (both decrypt), every key is
+/// re-encrypted to the new one in one transaction, then the old identity is
+/// dropped from the file.
+async fn rotate_key(config: Config, out: Option<PathBuf>) -> Result<()> {
+    let (path, from_env) = match (&config.ai.identity_env, out) {
+        (Some(_), Some(out)) => (out, true),
+        (Some(var), None) => bail!("the identity comes from ${var}: give --out FILE for the new identity"),
+        (None, _) => (creditgate_server::app::identity_path(&config)?, false),
+    };
+    let old = creditgate_server::app::vault(&config)?;
+    let both = old.rotated();
+    both.write_identity(&path).with_context(|| format!("writing {}", path.display()))?;
+    let app = App::build(config, Arc::new(SystemClock)).await?;
+    let stored = app.store.all_byok_ciphertexts().await?;
+    let mut replacements = Vec::with_capacity(stored.len());
+    for s in &stored {
+        let key = both.decrypt(&s.ciphertext).with_context(|| format!("decrypting the {} key of {}", s.provider, s.user_id))?;
+        replacements.push((s.clone(), both.encrypt(&key)?));
+    }
+    let skipped = app.store.replace_byok_ciphertexts(&replacements).await?;
+    if !skipped.is_empty() {
+        bail!(
+            "{} key(s) changed during the rotation; the identity file keeps both identities, run rotate-key again",
+            skipped.len()
+        );
+    }
+    both.current_only().write_identity(&path).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("re-encrypted {} key(s) to {}", stored.len(), both.recipient());
+    if from_env {
+        eprintln!("the new identity is in {}; set it as the identity variable and restart", path.display());
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<()> {

@@ -8,20 +8,25 @@
 //! writes the new balances as guarded deltas together with the journal
 //! entries, in one transaction. Listeners hear of a change after its commit.
 
+mod byok;
 pub mod entities;
 mod error;
 mod model;
 mod ops;
+mod purchases;
 mod query;
+mod realtime;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
 pub use error::{StoreError, StoreResult};
 pub use model::{
     ActivityFilter, ActivityPage, Discrepancy, Entry, Hold, Identity, Organization, Resolution, UsageDetails, User,
     Wallet, WalletChange,
 };
 pub use ops::{CreditRequest, HoldRequest, Placement, fingerprint};
+pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
 pub use query::wallet_user_ids;
 pub use store::{Store, StoreOptions, WalletListener};

@@ -76,7 +76,18 @@ pub enum Placement {
         hold: Hold,
         status: HoldStatus,
         entry: Option<Box<Entry>>,
+        /// What the first call stored as its result.
+        result: Option<String>,
     },
+}
+
+/// What resolving a hold keeps besides the money.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// The call's result (JSON), for idempotent retries.
+    result: Option<String>,
+    /// Free the idempotency key (the call failed; a retry runs again).
+    forget_key: bool,
 }
 
 fn hold_from(row: &holds::Model) -> Hold {
@@ -388,12 +399,23 @@ impl Store {
                     hold: hold_from(&prior),
                     status,
                     entry: entry.map(Entry::try_from).transpose()?.map(Box::new),
+                    result: prior.result.clone(),
                 });
             }
         }
-        let reservation = match req.minimum {
-            Some(min) => locked.state.place_hold_up_to(req.amount, min),
-            None => locked.state.place_hold(req.amount),
+        let reservation = if req.amount.is_zero() && req.minimum.is_none() {
+            // A request paid otherwise (BYOK) still takes a hold of nothing:
+            // its idempotency, its result and its sweep work the same way.
+            Ok(creditgate_domain::Reservation {
+                monthly: Credits::ZERO,
+                permanent: Credits::ZERO,
+                cycle_start: locked.state.cycle.start,
+            })
+        } else {
+            match req.minimum {
+                Some(min) => locked.state.place_hold_up_to(req.amount, min),
+                None => locked.state.place_hold(req.amount),
+            }
         };
         let reservation = match reservation {
             Ok(r) => r,
@@ -428,6 +450,7 @@ impl Store {
             request_hash: req.request_hash.clone(),
             journal_entry_id: None,
             details,
+            result: None,
         };
         let hold = hold_from(&row);
         let active: holds::ActiveModel = row.into();
@@ -453,8 +476,21 @@ impl Store {
         cost: Credits,
         usage: UsageDetails,
     ) -> StoreResult<Resolution> {
-        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage))
-            .await
+        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage), Outcome::default()).await
+    }
+
+    /// [`Store::settle_hold`], keeping `result` (JSON) with the hold so that
+    /// a retry with its idempotency key returns it.
+    pub async fn settle_hold_with_result(
+        &self,
+        user_id: &str,
+        hold_id: &str,
+        cost: Credits,
+        usage: UsageDetails,
+        result: String,
+    ) -> StoreResult<Resolution> {
+        let outcome = Outcome { result: Some(result), forget_key: false };
+        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage), outcome).await
     }
 
     /// Frees a hold and charges nothing; writes the call's entry (FAILED,
@@ -465,8 +501,19 @@ impl Store {
         hold_id: &str,
         usage: Option<UsageDetails>,
     ) -> StoreResult<Resolution> {
-        self.resolve_hold(user_id, hold_id, Credits::ZERO, HoldStatus::Released, usage)
-            .await
+        self.resolve_hold(user_id, hold_id, Credits::ZERO, HoldStatus::Released, usage, Outcome::default()).await
+    }
+
+    /// [`Store::release_hold`] for a call that failed: its idempotency key is
+    /// freed, so a retry with the same key runs again.
+    pub async fn release_failed_hold(
+        &self,
+        user_id: &str,
+        hold_id: &str,
+        usage: UsageDetails,
+    ) -> StoreResult<Resolution> {
+        let outcome = Outcome { result: None, forget_key: true };
+        self.resolve_hold(user_id, hold_id, Credits::ZERO, HoldStatus::Released, Some(usage), outcome).await
     }
 
     async fn resolve_hold(
@@ -476,14 +523,22 @@ impl Store {
         cost: Credits,
         status: HoldStatus,
         usage: Option<UsageDetails>,
+        outcome: Outcome,
     ) -> StoreResult<Resolution> {
         if cost.is_negative() {
             return Err(StoreError::InvalidInput("a cost cannot be negative".into()));
         }
         let mut locked = self.lock_existing(user_id).await?;
-        let claimed = holds::Entity::update_many()
+        let mut claim = holds::Entity::update_many()
             .col_expr(holds::Column::Status, Expr::value(status.as_str()))
-            .col_expr(holds::Column::ResolvedAt, Expr::value(Some(locked.now)))
+            .col_expr(holds::Column::ResolvedAt, Expr::value(Some(locked.now)));
+        if let Some(result) = outcome.result {
+            claim = claim.col_expr(holds::Column::Result, Expr::value(Some(result)));
+        }
+        if outcome.forget_key || status == HoldStatus::Expired {
+            claim = claim.col_expr(holds::Column::IdempotencyKey, Expr::value(Option::<String>::None));
+        }
+        let claimed = claim
             .filter(holds::Column::Id.eq(hold_id))
             .filter(holds::Column::UserId.eq(user_id))
             .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
@@ -675,7 +730,7 @@ impl Store {
         let mut released = 0;
         for (hold_id, user_id) in due {
             match self
-                .resolve_hold(&user_id, &hold_id, Credits::ZERO, HoldStatus::Expired, None)
+                .resolve_hold(&user_id, &hold_id, Credits::ZERO, HoldStatus::Expired, None, Outcome::default())
                 .await
             {
                 Ok(_) => released += 1,

@@ -20,6 +20,9 @@ pub struct Model {
     /// provider, model, billing mode), so that a sweep can log what it
     /// released.
     pub details: Option<String>,
+    /// JSON of what the call returned, so a retry with the same
+    /// idempotency key gets the first result.
+    pub result: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

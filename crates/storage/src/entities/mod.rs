@@ -1,7 +1,11 @@
 //! SeaORM entities, one per table of the migrations.
 
+pub mod ai_settings;
+pub mod byok_keys;
 pub mod holds;
 pub mod journal_entries;
 pub mod organizations;
+pub mod purchases;
 pub mod users;
 pub mod wallets;
+pub mod webhook_events;

@@ -1,0 +1,493 @@
+//! Metered AI requests end to end, against a running server with the demo
+//! provider and a mock OpenAI server on 127.0.0.1 that replays the recorded
+//! wire format, on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use creditgate_e2e::{Backend, TestApp, on_both_databases, providers_toml};
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PLATFORM_KEY: &str = "sk-platform-0123456789abcdef";
+const ALICE_KEY: &str = "sk-alice-SECRET-9f8e7d6c5b4a";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../fixtures/providers/openai/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Everything the servers of this test process log, to prove no key is in it.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || LogWriter(writer.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Env {
+    app: TestApp,
+    mock: MockServer,
+    _dir: tempfile::TempDir,
+}
+
+/// A mock OpenAI: the recorded answer for the platform key and for Alice's
+/// key, 401 for any other key; /v1/models validates keys the same way.
+async fn env_with(backend: Backend, extra: &str) -> Env {
+    captured_logs();
+    let mock = MockServer::start().await;
+    for key in [PLATFORM_KEY, ALICE_KEY] {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(header("authorization", format!("Bearer {key}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat-response.json"), "application/json"))
+            .with_priority(5)
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/models"))
+            .and(header("authorization", format!("Bearer {key}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("models-list.json"), "application/json"))
+            .with_priority(5)
+            .mount(&mock)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(401).set_body_raw(fixture("error-401.json"), "application/json"))
+        .with_priority(10)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(ResponseTemplate::new(401).set_body_raw(fixture("error-401.json"), "application/json"))
+        .with_priority(10)
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("openai-key");
+    std::fs::write(&key_file, PLATFORM_KEY).unwrap();
+    let toml = format!(
+        "{}\n[ai]\nrequests_per_minute = 0\n{extra}",
+        providers_toml(&format!("{}/v1", mock.uri()), &key_file, 1_500)
+    );
+    let app = TestApp::builder(backend).config(&toml).start().await;
+    Env { app, mock, _dir: dir }
+}
+
+const RUN: &str = "mutation($i: AiRequestInput!) { runAi(input: $i) { id content billingMode provider model inputTokens outputTokens creditsCharged wallet { available held permanentBalance monthlyBalance billingMode } } }";
+
+fn openai_input(extra: Value) -> Value {
+    let mut i = json!({
+        "feature": "CHAT",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        i[k] = v.clone();
+    }
+    i
+}
+
+/// Keys the mock saw on chat requests, in order.
+async fn keys_seen(mock: &MockServer) -> Vec<String> {
+    mock.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/chat/completions")
+        .map(|r| r.headers.get("authorization").unwrap().to_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn last_entry(app: &TestApp, token: &str) -> Value {
+    let r = app
+        .gql(Some(token), "{ activity(first: 1) { edges { node { kind feature billingMode status provider model inputTokens outputTokens creditsConsumed monthlyDelta balanceAfter description } } } }", json!({}))
+        .await;
+    r.data()["activity"]["edges"][0]["node"].clone()
+}
+
+async fn credit_paid_request_charges_the_reported_usage(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let alice = app.member("alice", "acme");
+    let r = app.gql(Some(&alice), RUN, json!({"i": openai_input(json!({}))})).await;
+    let res = &r.data()["runAi"];
+    // 27 input and 7 output tokens at 0.15 / 0.6 per 1,000, plus the CHAT base of 0.1:
+    // 0.1 + ceil((27*150 + 7*600) / 1000) milli = 0.1 + 0.009 = 0.109
+    assert_eq!(res["creditsCharged"], "0.109");
+    assert_eq!(res["content"], "The capital of France is Paris.");
+    assert_eq!((res["inputTokens"].as_i64(), res["outputTokens"].as_i64()), (Some(27), Some(7)));
+    assert_eq!(res["billingMode"], "CREDITS");
+    assert_eq!(res["wallet"]["available"], "99.891");
+    assert_eq!(res["wallet"]["held"], "0");
+    let e = last_entry(app, &alice).await;
+    assert_eq!(
+        e,
+        json!({"kind": "AI_USAGE", "feature": "CHAT", "billingMode": "CREDITS", "status": "SUCCEEDED", "provider": "openai",
+               "model": "gpt-4o-mini", "inputTokens": 27, "outputTokens": 7, "creditsConsumed": "0.109",
+               "monthlyDelta": "-0.109", "balanceAfter": "99.891", "description": null})
+    );
+    assert_eq!(keys_seen(&env.mock).await, vec![format!("Bearer {PLATFORM_KEY}")]);
+    // The estimate is what was held: at least the charge.
+    let est = app
+        .gql(Some(&alice), "query($i: AiRequestInput!) { estimateCost(input: $i) { maxCredits billingMode } }", json!({"i": openai_input(json!({}))}))
+        .await;
+    let max: f64 = est.data()["estimateCost"]["maxCredits"].as_str().unwrap().parse().unwrap();
+    assert!(max >= 0.109, "{max}");
+    assert!(app.app.store.reconcile().await.unwrap().is_empty());
+}
+
+async fn byok_requests_use_only_their_owners_key(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let alice = app.member("alice", "acme");
+    let bob = app.member("bob", "acme");
+    // A refused key is not stored.
+    let bad = app
+        .gql(Some(&alice), "mutation { setByokKey(provider: \"openai\", apiKey: \"sk-wrong-key-000000000\") { hint } }", json!({}))
+        .await;
+    assert_eq!(bad.code(), "BYOK_KEY_INVALID");
+    let set = app
+        .gql(Some(&alice), "mutation($k: String!) { setByokKey(provider: \"openai\", apiKey: $k) { provider hint createdAt lastUsedAt } }", json!({"k": ALICE_KEY}))
+        .await;
+    assert_eq!(set.data()["setByokKey"]["hint"], "sk-…5b4a");
+    assert_eq!(app.wallet(&alice).await["billingMode"], "BYOK");
+
+    let r = app.gql(Some(&alice), RUN, json!({"i": openai_input(json!({}))})).await;
+    assert_eq!((r.data()["runAi"]["billingMode"].as_str(), r.data()["runAi"]["creditsCharged"].as_str()), (Some("BYOK"), Some("0")));
+    assert_eq!(r.data()["runAi"]["wallet"]["available"], "100");
+    let e = last_entry(app, &alice).await;
+    assert_eq!((e["billingMode"].as_str(), e["creditsConsumed"].as_str()), (Some("BYOK"), Some("0")));
+    // Without `provider`, the feature's default (demo) has no key of Alice's,
+    // so her only key's provider serves it, with its default model.
+    let r = app
+        .gql(Some(&alice), RUN, json!({"i": {"feature": "STANDUP_SYNTHESIS", "messages": [{"role": "user", "content": "notes"}]}}))
+        .await;
+    assert_eq!((r.data()["runAi"]["provider"].as_str(), r.data()["runAi"]["model"].as_str()), (Some("openai"), Some("gpt-4o-mini")));
+
+    // Bob has no key: his request goes through the platform's key.
+    let r = app.gql(Some(&bob), RUN, json!({"i": openai_input(json!({}))})).await;
+    assert_eq!(r.data()["runAi"]["billingMode"], "CREDITS");
+    assert_eq!(
+        keys_seen(&env.mock).await,
+        vec![format!("Bearer {ALICE_KEY}"), format!("Bearer {ALICE_KEY}"), format!("Bearer {PLATFORM_KEY}")]
+    );
+
+    // The key is nowhere: not in the API, not in the database, not in the logs.
+    let keys = app.gql(Some(&alice), "{ byokKeys { provider hint lastUsedAt } }", json!({})).await;
+    let shown = keys.0.to_string();
+    assert!(!shown.contains("SECRET-9f8e"), "{shown}");
+    assert!(keys.data()["byokKeys"][0]["lastUsedAt"].is_string());
+    let dump = raw_rows(app).await;
+    assert!(!dump.contains("SECRET-9f8e7d6c5b4a") && !dump.contains(ALICE_KEY), "plaintext key in the database");
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).to_string();
+    assert!(!logs.contains("SECRET-9f8e") && !logs.contains(PLATFORM_KEY), "a key reached the logs");
+
+    // Removing the key returns Alice to credits.
+    let rm = app.gql(Some(&alice), "mutation { removeByokKey(provider: \"openai\") }", json!({})).await;
+    assert_eq!(rm.data()["removeByokKey"], true);
+    let r = app.gql(Some(&alice), RUN, json!({"i": openai_input(json!({}))})).await;
+    assert_eq!(r.data()["runAi"]["billingMode"], "CREDITS");
+    assert_eq!(keys_seen(&env.mock).await.last().unwrap(), &format!("Bearer {PLATFORM_KEY}"));
+    assert_eq!(app.wallet(&alice).await["billingMode"], "CREDITS");
+}
+
+/// Every text column of the key table, as stored.
+async fn raw_rows(app: &TestApp) -> String {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.app.store.connection();
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT user_id, provider, ciphertext, hint FROM byok_keys"))
+        .await
+        .unwrap();
+    let mut out = String::new();
+    for r in rows {
+        for col in ["user_id", "provider", "ciphertext", "hint"] {
+            out.push_str(&r.try_get::<String>("", col).unwrap());
+            out.push('\n');
+        }
+    }
+    assert!(!out.is_empty());
+    out
+}
+
+async fn failures_release_their_hold_and_charge_nothing(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let carol = app.member("carol", "acme");
+    let before = app.wallet(&carol).await;
+    for (status, file, code, delay_ms) in [
+        (500, "error-500.json", "PROVIDER_UNAVAILABLE", 0),
+        (429, "error-429.json", "RATE_LIMITED", 0),
+        (400, "error-400-context-length.json", "PROVIDER_ERROR", 0),
+        (200, "chat-response.json", "PROVIDER_UNAVAILABLE", 4_000),
+    ] {
+        env.mock.reset().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .set_body_raw(fixture(file), "application/json")
+                    .set_delay(std::time::Duration::from_millis(delay_ms)),
+            )
+            .mount(&env.mock)
+            .await;
+        let r = app.gql(Some(&carol), RUN, json!({"i": openai_input(json!({}))})).await;
+        assert_eq!(r.code(), code, "{status} {file}: {}", r.0);
+        let w = app.wallet(&carol).await;
+        assert_eq!((w["available"].clone(), w["held"].as_str()), (before["available"].clone(), Some("0")), "{file}");
+        let e = last_entry(app, &carol).await;
+        assert_eq!((e["status"].as_str(), e["creditsConsumed"].as_str()), (Some("FAILED"), Some("0")), "{file}");
+    }
+    // The platform key refused: an operator problem, PROVIDER_ERROR.
+    env.mock.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(401).set_body_raw(fixture("error-401.json"), "application/json"))
+        .mount(&env.mock)
+        .await;
+    let r = app.gql(Some(&carol), RUN, json!({"i": openai_input(json!({}))})).await;
+    assert_eq!(r.code(), "PROVIDER_ERROR");
+    assert!(!r.0.to_string().contains(PLATFORM_KEY));
+    assert!(app.app.store.reconcile().await.unwrap().is_empty());
+}
+
+async fn a_refused_byok_key_fails_without_falling_back(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let alice = app.member("alice", "acme");
+    app.gql(Some(&alice), "mutation($k: String!) { setByokKey(provider: \"openai\", apiKey: $k) { hint } }", json!({"k": ALICE_KEY}))
+        .await
+        .data();
+    // The provider revokes Alice's key.
+    env.mock.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", format!("Bearer {PLATFORM_KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat-response.json"), "application/json"))
+        .mount(&env.mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(401).set_body_raw(fixture("error-401.json"), "application/json"))
+        .mount(&env.mock)
+        .await;
+    let r = app.gql(Some(&alice), RUN, json!({"i": openai_input(json!({}))})).await;
+    assert_eq!(r.code(), "BYOK_KEY_INVALID");
+    assert_eq!(app.wallet(&alice).await["available"], "100", "no fallback to credits by default");
+    // Once Alice opts in, the failing key falls back to credits.
+    app.gql(Some(&alice), "mutation { setAiSettings(fallbackToCredits: true) { fallbackToCredits } }", json!({}))
+        .await
+        .data();
+    let r = app.gql(Some(&alice), RUN, json!({"i": openai_input(json!({}))})).await;
+    assert_eq!((r.data()["runAi"]["billingMode"].as_str(), r.data()["runAi"]["creditsCharged"].as_str()), (Some("CREDITS"), Some("0.109")));
+}
+
+async fn an_idempotent_retry_charges_once(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let dan = app.member("dan", "acme");
+    let input = openai_input(json!({"idempotencyKey": "req-1"}));
+    let first = app.gql(Some(&dan), RUN, json!({"i": input})).await;
+    let second = app.gql(Some(&dan), RUN, json!({"i": input})).await;
+    assert_eq!(first.data()["runAi"]["id"], second.data()["runAi"]["id"]);
+    assert_eq!(second.data()["runAi"]["content"], "The capital of France is Paris.");
+    assert_eq!(second.data()["runAi"]["creditsCharged"], "0.109");
+    assert_eq!(app.wallet(&dan).await["available"], "99.891", "charged once");
+    assert_eq!(keys_seen(&env.mock).await.len(), 1, "the provider was called once");
+    let other = openai_input(json!({"idempotencyKey": "req-1", "messages": [{"role": "user", "content": "something else"}]}));
+    assert_eq!(app.gql(Some(&dan), RUN, json!({"i": other})).await.code(), "IDEMPOTENCY_CONFLICT");
+}
+
+async fn bad_requests_are_refused_and_change_nothing(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let eve = app.member("eve", "acme");
+    for (input, code) in [
+        (openai_input(json!({"model": "gpt-unknown"})), "BAD_USER_INPUT"),
+        (openai_input(json!({"provider": "nope"})), "BAD_USER_INPUT"),
+        (openai_input(json!({"messages": []})), "BAD_USER_INPUT"),
+        (openai_input(json!({"messages": [{"role": "wizard", "content": "x"}]})), "BAD_USER_INPUT"),
+        (openai_input(json!({"maxOutputTokens": 0})), "BAD_USER_INPUT"),
+        (openai_input(json!({"feature": "DANCING"})), "BAD_USER_INPUT"),
+    ] {
+        assert_eq!(app.gql(Some(&eve), RUN, json!({"i": input})).await.code(), code, "{input}");
+    }
+    assert_eq!(app.wallet(&eve).await["available"], "100");
+    assert_eq!(keys_seen(&env.mock).await.len(), 0);
+}
+
+async fn the_demo_provider_works_offline_and_caps_output_to_the_balance(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let features = app
+        .gql(Some(&app.member("x", "acme")), "{ aiFeatures { feature defaultProvider defaultModel description } providers { id models supportsStreaming } }", json!({}))
+        .await;
+    assert_eq!(features.data()["aiFeatures"].as_array().unwrap().len(), 4);
+    assert!(features.data()["providers"].as_array().unwrap().iter().any(|p| p["id"] == "demo"));
+    let demo = json!({"feature": "CHAT", "messages": [{"role": "user", "content": "hello there"}]});
+    // Fay has half a credit left: less than the default output budget costs
+    // (about 1.7), more than the shortest useful answer (64 tokens, about 0.26).
+    let fay = app.member("fay", "acme");
+    let w = app.wallet(&fay).await;
+    spend(app, "fay", w["monthlyBalance"].as_str().unwrap().parse().unwrap()).await;
+    app.grant("fay", "0.5", "half").await.data();
+    let est = app.gql(Some(&fay), "query($i: AiRequestInput!) { estimateCost(input: $i) { maxCredits } }", json!({"i": demo})).await;
+    let max: f64 = est.data()["estimateCost"]["maxCredits"].as_str().unwrap().parse().unwrap();
+    assert!(max > 0.5, "the full request costs more than Fay has: {max}");
+    let r = app.gql(Some(&fay), RUN, json!({"i": demo})).await;
+    let res = &r.data()["runAi"];
+    assert_eq!((res["provider"].as_str(), res["model"].as_str()), (Some("demo"), Some("demo-1")));
+    assert!(res["content"].as_str().unwrap().contains("hello there"));
+    let charged: f64 = res["creditsCharged"].as_str().unwrap().parse().unwrap();
+    assert!(charged > 0.0 && charged <= 0.5);
+    // Gus cannot afford even the shortest useful answer.
+    let gus = app.member("gus", "acme");
+    let w = app.wallet(&gus).await;
+    spend(app, "gus", w["monthlyBalance"].as_str().unwrap().parse().unwrap()).await;
+    app.grant("gus", "0.2", "fifth").await.data();
+    let r = app.gql(Some(&gus), RUN, json!({"i": demo})).await;
+    assert_eq!(r.code(), "INSUFFICIENT_CREDITS");
+    let w = app.wallet(&gus).await;
+    assert_eq!((w["available"].as_str(), w["held"].as_str()), (Some("0.2"), Some("0")));
+}
+
+async fn concurrent_requests_never_overdraw(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let input = json!({"feature": "CHAT", "maxOutputTokens": 64, "messages": [{"role": "user", "content": "plan the sprint"}]});
+    // What one such request costs (the demo answers deterministically).
+    let probe = app.member("probe", "acme");
+    let one = app.gql(Some(&probe), RUN, json!({"i": input})).await;
+    let cost: creditgate_domain::Credits = one.data()["runAi"]["creditsCharged"].as_str().unwrap().parse().unwrap();
+    // Gina's wallet affords exactly ten of them.
+    let gina = app.member("gina", "acme");
+    let w = app.wallet(&gina).await;
+    spend(app, "gina", w["monthlyBalance"].as_str().unwrap().parse().unwrap()).await;
+    let ten = creditgate_domain::Credits::from_millis(cost.millis() * 10);
+    app.grant("gina", &ten.to_string(), "ten").await.data();
+    let tasks = (0..100).map(|_| {
+        let http = app.http.clone();
+        let url = app.url("/graphql");
+        let token = gina.clone();
+        let body = json!({"query": RUN, "variables": {"i": input}});
+        tokio::spawn(async move { http.post(url).bearer_auth(token).json(&body).send().await.unwrap().json::<Value>().await.unwrap() })
+    });
+    let results: Vec<Value> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    let ok = results.iter().filter(|r| r["data"]["runAi"].is_object()).count();
+    let refused = results.iter().filter(|r| r["errors"][0]["extensions"]["code"] == "INSUFFICIENT_CREDITS").count();
+    assert_eq!(ok + refused, 100, "{:?}", results.iter().find(|r| r["errors"].is_array() && r["errors"][0]["extensions"]["code"] != "INSUFFICIENT_CREDITS"));
+    assert!((1..=10).contains(&ok), "at most ten of them run, {ok} did");
+    let w = app.wallet(&gina).await;
+    let available: creditgate_domain::Credits = w["available"].as_str().unwrap().parse().unwrap();
+    assert!(!available.is_negative());
+    assert_eq!(w["held"], "0");
+    let charged: i64 = results
+        .iter()
+        .filter_map(|r| r["data"]["runAi"]["creditsCharged"].as_str())
+        .map(|c| c.parse::<creditgate_domain::Credits>().unwrap().millis())
+        .sum();
+    assert_eq!(charged, cost.millis() * ok as i64, "each ran at its price");
+    assert_eq!(charged + available.millis(), ten.millis(), "every credit is accounted for");
+    assert!(app.app.store.reconcile().await.unwrap().is_empty());
+}
+
+async fn spend(app: &TestApp, user: &str, amount: creditgate_domain::Credits) {
+    use creditgate_storage::{HoldRequest, Placement, UsageDetails};
+    if !amount.is_positive() {
+        return;
+    }
+    let Placement::Placed { hold, .. } = app.app.store.place_hold(user, &HoldRequest::new(amount)).await.unwrap() else {
+        panic!()
+    };
+    app.app.store.settle_hold(user, &hold.id, amount, UsageDetails::default()).await.unwrap();
+}
+
+async fn a_cancelled_stream_charges_what_it_produced(backend: Backend) {
+    use creditgate_metering::{AiMessage, AiRequest, StreamItem};
+    use futures::StreamExt;
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let hal = app.member("hal", "acme");
+    app.wallet(&hal).await;
+    let req = AiRequest {
+        feature: creditgate_domain::AiFeature::Chat,
+        messages: vec![AiMessage { role: "user".into(), content: "tell me about the roadmap in detail".into() }],
+        provider: None,
+        model: None,
+        max_output_tokens: None,
+        idempotency_key: None,
+    };
+    let mut stream = app.app.ai.run_stream("hal", &req).await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(matches!(first, StreamItem::Delta(_)));
+    drop(stream); // the subscriber goes away
+    let mut entry = Value::Null;
+    for _ in 0..100 {
+        entry = last_entry(app, &hal).await;
+        if entry["kind"] == "AI_USAGE" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(entry["status"], "CANCELLED", "{entry}");
+    let consumed: creditgate_domain::Credits = entry["creditsConsumed"].as_str().unwrap().parse().unwrap();
+    assert!(consumed.is_positive(), "what was produced is charged");
+    let w = app.wallet(&hal).await;
+    assert_eq!(w["held"], "0");
+    assert!(app.app.store.reconcile().await.unwrap().is_empty());
+}
+
+async fn rate_limits_apply_per_user(backend: Backend) {
+    let env = env_with(backend, "").await;
+    // A second app on the same mock with a limit of 2 at once.
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("k");
+    std::fs::write(&key_file, PLATFORM_KEY).unwrap();
+    let toml = format!(
+        "{}\n[ai]\nrequests_per_minute = 1\nburst = 2\n",
+        providers_toml(&format!("{}/v1", env.mock.uri()), &key_file, 1_500)
+    );
+    let app = TestApp::builder(backend).config(&toml).start().await;
+    let ivy = app.member("ivy", "acme");
+    let jo = app.member("jo", "acme");
+    let input = json!({"feature": "CHAT", "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..2 {
+        app.gql(Some(&ivy), RUN, json!({"i": input})).await.data();
+    }
+    assert_eq!(app.gql(Some(&ivy), RUN, json!({"i": input})).await.code(), "RATE_LIMITED");
+    app.gql(Some(&jo), RUN, json!({"i": input})).await.data();
+}
+
+on_both_databases!(
+    credit_paid_request_charges_the_reported_usage,
+    byok_requests_use_only_their_owners_key,
+    failures_release_their_hold_and_charge_nothing,
+    a_refused_byok_key_fails_without_falling_back,
+    an_idempotent_retry_charges_once,
+    bad_requests_are_refused_and_change_nothing,
+    the_demo_provider_works_offline_and_caps_output_to_the_balance,
+    concurrent_requests_never_overdraw,
+    a_cancelled_stream_charges_what_it_produced,
+    rate_limits_apply_per_user,
+);
