@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use creditgate_domain::{ActivityKind, Credits};
+use creditgate_domain::{ActivityKind, Clock, Credits};
 use creditgate_e2e::{Backend, TestApp, on_both_databases};
 use creditgate_storage::{ActivityFilter, HoldRequest, Placement, UsageDetails};
 use hmac::{Hmac, Mac};
@@ -542,7 +542,7 @@ async fn a_refund_takes_back_only_what_is_left(backend: Backend) {
         200
     );
     // 100 monthly and 400 of the 500 purchased are spent: 100 are left.
-    spend(&app, "alice", "500").await;
+    spend(app, "alice", "500").await;
     let w = app.wallet(&alice).await;
     assert_eq!(
         (w["monthlyBalance"].as_str(), w["permanentBalance"].as_str()),

@@ -9,6 +9,7 @@ mod scalars;
 mod schema;
 mod subscriptions;
 mod types;
+mod usage;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
@@ -20,7 +21,7 @@ pub use subscriptions::WalletSubscription;
 
 /// Every query, one part per capability (each in its own module).
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(WalletQuery, ai::AiQuery, purchases::PurchaseQuery);
+pub struct QueryRoot(WalletQuery, ai::AiQuery, purchases::PurchaseQuery, usage::UsageQuery);
 
 /// Every mutation, one part per capability.
 #[derive(MergedObject, Default)]

@@ -140,7 +140,7 @@ impl StripeConfig {
             match value {
                 None => return Err(PaymentsConfigError::Missing(key)),
                 // The placeholders are not URL syntax; check what they stand in.
-                Some(v) if !is_http_url(&v.replace('{', "").replace('}', "")) => {
+                Some(v) if !is_http_url(&v.replace(['{', '}'], "")) => {
                     return Err(PaymentsConfigError::NotAUrl(key));
                 }
                 Some(_) => {}

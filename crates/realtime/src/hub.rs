@@ -52,8 +52,9 @@ enum Work {
     Committed(WalletChange),
     /// Announced by NOTIFY (maybe from this replica: then already seen).
     Notified { user_id: String, version: i64 },
-    /// Re-read every user with subscribers (after LISTEN reconnects).
-    Resync,
+    /// Re-read every user with subscribers (when LISTEN starts: what changed
+    /// meanwhile; with `resend`, after it reconnects: every current wallet).
+    Resync { resend: bool },
 }
 
 struct Slot {
@@ -121,9 +122,9 @@ impl Fanout {
         let _ = self.shard_of(user_id).work.send(work);
     }
 
-    fn resync_all(&self) {
+    fn resync_all(&self, resend: bool) {
         for shard in &self.shards {
-            let _ = shard.work.send(Work::Resync);
+            let _ = shard.work.send(Work::Resync { resend });
         }
     }
 
@@ -257,7 +258,7 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
                 });
             }
         }
-        Work::Resync => {
+        Work::Resync { resend } => {
             let users: Vec<(String, Option<i64>)> = shard.users().iter().map(|(u, s)| (u.clone(), s.last)).collect();
             if users.is_empty() {
                 return Ok(());
@@ -277,7 +278,7 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
                 shard.publish(Event {
                     wallet,
                     entries,
-                    resync: true,
+                    resync: resend,
                 });
             }
         }
@@ -497,7 +498,7 @@ impl Fanout {
         );
     }
 
-    pub(crate) fn resync(&self) {
-        self.resync_all();
+    pub(crate) fn resync(&self, resend: bool) {
+        self.resync_all(resend);
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn parse_payload(payload: &str) -> Option<(i64, &str)> {
 
 pub(crate) async fn listen(url: String, channel: String, fanout: Arc<Fanout>, cancel: CancellationToken) {
     let mut backoff = FIRST_BACKOFF;
+    let mut reconnect = false;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -57,8 +58,10 @@ pub(crate) async fn listen(url: String, channel: String, fanout: Arc<Fanout>, ca
             }
             Ok((pool, mut listener)) => {
                 tracing::info!(channel, "listening for wallet changes of other replicas");
-                // Whatever committed while nobody listened: re-read it.
-                fanout.resync();
+                // Whatever committed while nobody listened: re-read it; after
+                // a lost connection, re-send every subscriber its wallet.
+                fanout.resync(reconnect);
+                reconnect = true;
                 let since = Instant::now();
                 loop {
                     let next = tokio::select! {

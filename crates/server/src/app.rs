@@ -99,13 +99,8 @@ impl App {
                 depth: config.limits.query_depth,
                 complexity: config.limits.query_complexity,
             },
-            |builder| {
-                // Each capability adds its own data here, one line each.
-                let builder = builder.data(payments.clone());
-                let builder = builder.data(realtime.clone());
-                let builder = builder.data(ai.clone());
-                builder
-            },
+            // Each capability adds its own data here, one `.data(...)` each.
+            |builder| builder.data(payments.clone()).data(realtime.clone()).data(ai.clone()),
         );
         Ok(App {
             config: Arc::new(config),

@@ -197,7 +197,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("CREDITGATE_").split("__").ignore(&["CONFIG"]));
+        figment = figment.merge(Env::prefixed("CREDITGATE_").split("__").ignore(&["CONFIG", "LOG"]));
         Self::extract(figment)
     }
 

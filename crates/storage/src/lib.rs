@@ -17,6 +17,7 @@ mod purchases;
 mod query;
 mod realtime;
 mod store;
+mod usage;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -30,3 +31,4 @@ pub use ops::{CreditRequest, HoldRequest, Placement, fingerprint};
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
 pub use query::wallet_user_ids;
 pub use store::{Store, StoreOptions, WalletListener};
+pub use usage::{UsagePoint, UsageTotals};
