@@ -22,6 +22,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
+    /// The whole configuration the server started with, as TOML.
+    pub toml: String,
     stop: CancellationToken,
     _db: TestDb,
     _dir: tempfile::TempDir,
@@ -58,6 +60,7 @@ impl TestAppBuilder {
             self.toml
         );
         let config = Config::from_toml(&toml).expect("test configuration");
+        let full_toml = toml.clone();
         let clock = Arc::new(ManualClock::new(self.start));
         let app = App::build(config, clock.clone()).await.expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,6 +76,7 @@ impl TestAppBuilder {
             addr,
             clock,
             http: reqwest::Client::new(),
+            toml: full_toml,
             stop,
             _db: db,
             _dir: dir,
