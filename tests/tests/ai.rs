@@ -479,7 +479,47 @@ async fn rate_limits_apply_per_user(backend: Backend) {
     app.gql(Some(&jo), RUN, json!({"i": input})).await.data();
 }
 
+async fn ai_stream_over_websocket(backend: Backend) {
+    let env = env_with(backend, "").await;
+    let app = &env.app;
+    let ken = app.member("ken", "acme");
+    let mut ws = creditgate_e2e::ws::WsClient::connect(app.addr, &ken).await;
+    let id = ws
+        .subscribe("subscription { aiStream(input: {feature: CHAT, messages: [{role: \"user\", content: \"summarize the sprint\"}]}) { delta result { content creditsCharged billingMode provider outputTokens wallet { available held } } } }")
+        .await;
+    let mut text = String::new();
+    let result = loop {
+        let event = ws.next(&id, "aiStream").await;
+        if let Some(delta) = event["delta"].as_str() {
+            text.push_str(delta);
+        }
+        if event["result"].is_object() {
+            break event["result"].clone();
+        }
+    };
+    assert_eq!(ws.message(&id).await["type"], "complete");
+    assert_eq!(result["content"].as_str().unwrap(), text, "the deltas make the answer");
+    assert!(text.contains("summarize the sprint"));
+    assert_eq!((result["billingMode"].as_str(), result["provider"].as_str()), (Some("CREDITS"), Some("demo")));
+    let charged: f64 = result["creditsCharged"].as_str().unwrap().parse().unwrap();
+    assert!(charged > 0.0);
+    assert_eq!(result["wallet"]["held"], "0");
+    let e = last_entry(app, &ken).await;
+    assert_eq!((e["status"].as_str(), e["creditsConsumed"].as_str()), (Some("SUCCEEDED"), result["creditsCharged"].as_str()));
+    // A stream the wallet cannot afford fails with the code, over the socket too.
+    let broke = app.member("broke", "acme");
+    let w = app.wallet(&broke).await;
+    spend(app, "broke", w["monthlyBalance"].as_str().unwrap().parse().unwrap()).await;
+    let mut ws = creditgate_e2e::ws::WsClient::connect(app.addr, &broke).await;
+    let id = ws.subscribe("subscription { aiStream(input: {feature: CHAT, messages: [{role: \"user\", content: \"hi\"}]}) { delta } }").await;
+    let m = ws.message(&id).await;
+    // A resolver error arrives as a `next` whose payload carries the error.
+    assert_eq!(m["payload"]["errors"][0]["extensions"]["code"], "INSUFFICIENT_CREDITS", "{m}");
+    assert!(m["payload"]["data"].is_null());
+}
+
 on_both_databases!(
+    ai_stream_over_websocket,
     credit_paid_request_charges_the_reported_usage,
     byok_requests_use_only_their_owners_key,
     failures_release_their_hold_and_charge_nothing,
