@@ -184,6 +184,16 @@ impl Default for Config {
     }
 }
 
+/// The top-level configuration keys.
+fn known_keys() -> Vec<String> {
+    let mut keys: Vec<String> = match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    keys.push("jwt_secret".to_owned());
+    keys
+}
+
 impl Config {
     /// Defaults, then the file (when given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -197,7 +207,18 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("CREDITGATE_").split("__").ignore(&["CONFIG", "LOG"]));
+        // Only variables that name a configuration key: others with the
+        // prefix (CREDITGATE_LOG, CREDITGATE_CONFIG, a test's variables)
+        // belong to someone else.
+        let known = known_keys();
+        figment = figment.merge(
+            Env::prefixed("CREDITGATE_")
+                .split("__")
+                .filter(move |k| {
+                    let top = k.as_str().split('.').next().unwrap_or("");
+                    known.iter().any(|key| key.eq_ignore_ascii_case(top))
+                }),
+        );
         Self::extract(figment)
     }
 
