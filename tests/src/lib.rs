@@ -214,10 +214,22 @@ macro_rules! on_both_databases {
 /// are not built (`cargo build --workspace` first; scripts/test.sh does).
 pub fn plugin_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps").to_owned();
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps")
+        .to_owned();
     for plugin in ["creditgate_plugin_demo", "creditgate_plugin_openai"] {
-        let file = dir.join(format!("{}{plugin}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
-        assert!(file.is_file(), "{} is not built: run `cargo build --workspace` first", file.display());
+        let file = dir.join(format!(
+            "{}{plugin}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+        assert!(
+            file.is_file(),
+            "{} is not built: run `cargo build --workspace` first",
+            file.display()
+        );
     }
     dir
 }

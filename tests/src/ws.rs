@@ -148,3 +148,15 @@ pub const WALLET_UPDATED: &str = "subscription { walletUpdated { monthlyBalance 
 /// The fields of `activityAdded` the tests look at.
 pub const ACTIVITY_ADDED: &str =
     "subscription { activityAdded { id kind creditsConsumed monthlyDelta permanentDelta balanceAfter description } }";
+
+/// Waits until the replica has `n` live subscriptions (each has read where
+/// it starts), so that a change made next is one they must see.
+pub async fn live_subscriptions(app: &creditgate_server::App, n: usize) {
+    let waited = tokio::time::timeout(WAIT, async {
+        while app.realtime.live_subscriptions() < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{n} subscriptions never went live");
+}

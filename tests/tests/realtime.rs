@@ -5,7 +5,7 @@
 
 use chrono::Duration;
 use creditgate_domain::{Credits, Role};
-use creditgate_e2e::ws::{ACTIVITY_ADDED, WALLET_UPDATED, WsClient};
+use creditgate_e2e::ws::{ACTIVITY_ADDED, WALLET_UPDATED, WsClient, live_subscriptions};
 use creditgate_e2e::{Backend, TestApp, on_both_databases};
 use creditgate_server::TokenRequest;
 use creditgate_storage::{HoldRequest, Placement, UsageDetails};
@@ -31,39 +31,28 @@ async fn entry(c: &mut WsClient, id: &str) -> Value {
 
 async fn every_kind_of_change_reaches_the_subscriber(backend: Backend) {
     let app = TestApp::new(backend).await;
-    eprintln!("STEP 1");
     let alice = app.member("alice", "acme");
-    eprintln!("STEP 2");
     let mut c = WsClient::connect(app.addr, &alice).await;
-    eprintln!("STEP 3");
     let w_id = c.subscribe(WALLET_UPDATED).await;
-    eprintln!("STEP 4");
     let a_id = c.subscribe(ACTIVITY_ADDED).await;
-    eprintln!("STEP 5");
 
     // First the wallet as it is (the user is created on first sight).
     let w = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 8");
     assert_eq!(
         (s(&w["monthlyBalance"]), s(&w["permanentBalance"]), s(&w["available"])),
         ("100", "0", "100")
     );
-    eprintln!("STEP 12");
+    live_subscriptions(&app.app, 2).await;
 
     // A grant (API).
     app.grant("alice", "25", "g1").await.data();
-    eprintln!("STEP 15");
     let w = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 16");
     assert_eq!((s(&w["permanentBalance"]), s(&w["available"])), ("25", "125"));
-    eprintln!("STEP 17");
     let e = entry(&mut c, &a_id).await;
-    eprintln!("STEP 18");
     assert_eq!(
         (s(&e["kind"]), s(&e["permanentDelta"]), s(&e["balanceAfter"])),
         ("GRANT", "25", "125")
     );
-    eprintln!("STEP 22");
 
     // A plan change (API): the upgrade's difference now.
     let r = app
@@ -74,22 +63,16 @@ async fn every_kind_of_change_reaches_the_subscriber(backend: Backend) {
         )
         .await;
     r.data();
-    eprintln!("STEP 32");
     let w = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 33");
     assert_eq!(
         (s(&w["monthlyAllocation"]), s(&w["monthlyBalance"]), s(&w["available"])),
         ("1000", "1000", "1025")
     );
-    eprintln!("STEP 37");
     let e = entry(&mut c, &a_id).await;
-    eprintln!("STEP 38");
     assert_eq!((s(&e["kind"]), s(&e["monthlyDelta"])), ("MONTHLY_ALLOCATION", "900"));
-    eprintln!("STEP 39");
 
     // Hold and settle (store): `held` and `available` move, then the charge.
     let store = &app.app.store;
-    eprintln!("STEP 42");
     let Placement::Placed { hold, .. } = store
         .place_hold("alice", &HoldRequest::new(credits("10")))
         .await
@@ -97,29 +80,22 @@ async fn every_kind_of_change_reaches_the_subscriber(backend: Backend) {
     else {
         panic!("a new hold")
     };
-    eprintln!("STEP 49");
     let w = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 50");
     assert_eq!((s(&w["held"]), s(&w["available"])), ("10", "1015"));
-    eprintln!("STEP 51");
     store
         .settle_hold("alice", &hold.id, credits("4"), UsageDetails::default())
         .await
         .unwrap();
     let w = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 56");
     assert_eq!(
         (s(&w["held"]), s(&w["monthlyBalance"]), s(&w["available"])),
         ("0", "996", "1021")
     );
-    eprintln!("STEP 60");
     let e = entry(&mut c, &a_id).await;
-    eprintln!("STEP 61");
     assert_eq!(
         (s(&e["kind"]), s(&e["creditsConsumed"]), s(&e["balanceAfter"])),
         ("AI_USAGE", "4", "1021")
     );
-    eprintln!("STEP 65");
 
     // Hold and release (store): no entry, but the wallet moves twice.
     let Placement::Placed { hold, .. } = store
@@ -129,27 +105,18 @@ async fn every_kind_of_change_reaches_the_subscriber(backend: Backend) {
     else {
         panic!("a new hold")
     };
-    eprintln!("STEP 74");
     let w = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 75");
     assert_eq!((s(&w["held"]), s(&w["available"])), ("5", "1016"));
-    eprintln!("STEP 76");
     store.release_hold("alice", &hold.id, None).await.unwrap();
-    eprintln!("STEP 77");
     let w = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 78");
     assert_eq!((s(&w["held"]), s(&w["available"])), ("0", "1021"));
-    eprintln!("STEP 79");
 
     // The cycle ends; the sweep closes it (store, moved clock).
     let cycle_end = chrono::DateTime::parse_from_rfc3339(s(&w["cycleEnd"])).unwrap();
-    eprintln!("STEP 82");
     app.clock
         .set(cycle_end.with_timezone(&chrono::Utc) + Duration::hours(1));
     assert_eq!(store.close_ended_cycles(100).await.unwrap(), 1);
-    eprintln!("STEP 85");
     let w2 = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 86");
     assert_eq!(
         (
             s(&w2["monthlyBalance"]),
@@ -158,30 +125,20 @@ async fn every_kind_of_change_reaches_the_subscriber(backend: Backend) {
         ),
         ("1000", "25", "1025")
     );
-    eprintln!("STEP 94");
     assert_eq!(w2["cycleStart"], w["cycleEnd"]);
-    eprintln!("STEP 95");
     let e = entry(&mut c, &a_id).await;
-    eprintln!("STEP 96");
     assert_eq!((s(&e["kind"]), s(&e["monthlyDelta"])), ("MONTHLY_EXPIRY", "-996"));
-    eprintln!("STEP 97");
     let e = entry(&mut c, &a_id).await;
-    eprintln!("STEP 98");
     assert_eq!(
         (s(&e["kind"]), s(&e["monthlyDelta"]), s(&e["balanceAfter"])),
         ("MONTHLY_ALLOCATION", "1000", "1025")
     );
-    eprintln!("STEP 102");
 
     // complete ends one subscription; the other goes on.
     c.complete(&a_id).await;
-    eprintln!("STEP 105");
     app.grant("alice", "1", "g2").await.data();
-    eprintln!("STEP 106");
     let w = wallet(&mut c, &w_id).await;
-    eprintln!("STEP 107");
     assert_eq!(s(&w["permanentBalance"]), "26");
-    eprintln!("STEP 108");
 }
 
 async fn users_never_see_each_others_events(backend: Backend) {
@@ -194,6 +151,7 @@ async fn users_never_see_each_others_events(backend: Backend) {
     let ba = bob.subscribe(ACTIVITY_ADDED).await;
     assert_eq!(s(&wallet(&mut alice, &aw).await["permanentBalance"]), "0");
     assert_eq!(s(&wallet(&mut bob, &bw).await["permanentBalance"]), "0");
+    live_subscriptions(&app.app, 4).await;
 
     app.grant("alice", "7", "a1").await.data();
     app.grant("bob", "11", "b1").await.data();
@@ -323,6 +281,7 @@ async fn replicas_fan_out_through_listen_notify() {
     let wid = c.subscribe(WALLET_UPDATED).await;
     let act = c.subscribe(ACTIVITY_ADDED).await;
     assert_eq!(s(&wallet(&mut c, &wid).await["available"]), "100");
+    live_subscriptions(&b.app, 2).await;
     a.grant("alice", "5", "x1").await.data();
     assert_eq!(s(&wallet(&mut c, &wid).await["permanentBalance"]), "5");
     assert_eq!(s(&entry(&mut c, &act).await["permanentDelta"]), "5");

@@ -100,7 +100,12 @@ impl PricingTable {
                 return Err(PricingError::Invalid(format!("default model {p}/{m} has no price")));
             }
         }
-        Ok(PricingTable { version, models, features: by_name, default_models })
+        Ok(PricingTable {
+            version,
+            models,
+            features: by_name,
+            default_models,
+        })
     }
 
     pub fn version(&self) -> &str {
@@ -108,18 +113,26 @@ impl PricingTable {
     }
 
     pub fn feature(&self, feature: AiFeature) -> Result<&FeaturePricing, PricingError> {
-        self.features.get(feature.as_str()).ok_or(PricingError::UnknownFeature(feature))
+        self.features
+            .get(feature.as_str())
+            .ok_or(PricingError::UnknownFeature(feature))
     }
 
     pub fn price(&self, provider: &str, model: &str) -> Result<&ModelPrice, PricingError> {
         self.models
             .get(&(provider.to_owned(), model.to_owned()))
-            .ok_or_else(|| PricingError::UnknownModel { provider: provider.to_owned(), model: model.to_owned() })
+            .ok_or_else(|| PricingError::UnknownModel {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+            })
     }
 
     /// The priced models of a provider.
     pub fn models_of<'a>(&'a self, provider: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.models.keys().filter(move |(p, _)| p == provider).map(|(_, m)| m.as_str())
+        self.models
+            .keys()
+            .filter(move |(p, _)| p == provider)
+            .map(|(_, m)| m.as_str())
     }
 
     /// The model that serves a provider when the request names none: the
@@ -184,7 +197,9 @@ fn token_cost(base: Credits, price: &ModelPrice, input: u64, output: u64) -> Res
         + i128::from(output) * i128::from(price.output_per_1k.millis());
     let variable = (tokens + 999) / 1000;
     let total = i128::from(base.millis()) + variable;
-    i64::try_from(total).map(Credits::from_millis).map_err(|_| PricingError::Overflow)
+    i64::try_from(total)
+        .map(Credits::from_millis)
+        .map_err(|_| PricingError::Overflow)
 }
 
 /// A safe upper bound of the tokens of a prompt: byte-level BPE tokenizers
@@ -215,7 +230,11 @@ mod tests {
         let mut models = BTreeMap::new();
         models.insert(
             ("demo".to_owned(), "m".to_owned()),
-            ModelPrice { input_per_1k: c("0.5"), output_per_1k: c("1.5"), max_output_tokens: 4096 },
+            ModelPrice {
+                input_per_1k: c("0.5"),
+                output_per_1k: c("1.5"),
+                max_output_tokens: 4096,
+            },
         );
         let mut features = BTreeMap::new();
         for f in AiFeature::ALL {
@@ -239,10 +258,16 @@ mod tests {
     fn cost_rounds_up_and_refuses_unknown_models() {
         let t = table();
         // 0.1 + (1000*0.5 + 1000*1.5)/1000 = 2.1
-        assert_eq!(t.cost(AiFeature::Chat, "demo", "m", 1000, 1000).unwrap().to_string(), "2.1");
+        assert_eq!(
+            t.cost(AiFeature::Chat, "demo", "m", 1000, 1000).unwrap().to_string(),
+            "2.1"
+        );
         // one input token: 0.5 milli-credits, rounded up to 1
         assert_eq!(t.cost(AiFeature::Chat, "demo", "m", 1, 0).unwrap().millis(), 101);
-        assert!(matches!(t.cost(AiFeature::Chat, "demo", "x", 1, 1), Err(PricingError::UnknownModel { .. })));
+        assert!(matches!(
+            t.cost(AiFeature::Chat, "demo", "x", 1, 1),
+            Err(PricingError::UnknownModel { .. })
+        ));
     }
 
     proptest! {

@@ -37,7 +37,12 @@ pub struct ByokKey {
 
 impl From<ByokKeyRecord> for ByokKey {
     fn from(k: ByokKeyRecord) -> Self {
-        ByokKey { provider: k.provider, hint: k.hint, created_at: k.created_at, last_used_at: k.last_used_at }
+        ByokKey {
+            provider: k.provider,
+            hint: k.hint,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+        }
     }
 }
 
@@ -61,7 +66,10 @@ pub struct AiSettings {
 
 impl From<StoredSettings> for AiSettings {
     fn from(s: StoredSettings) -> Self {
-        AiSettings { preferred_provider: s.preferred_provider, fallback_to_credits: s.fallback_to_credits }
+        AiSettings {
+            preferred_provider: s.preferred_provider,
+            fallback_to_credits: s.fallback_to_credits,
+        }
     }
 }
 
@@ -89,7 +97,14 @@ impl From<AiRequestInput> for AiRequest {
     fn from(i: AiRequestInput) -> Self {
         AiRequest {
             feature: i.feature.into(),
-            messages: i.messages.into_iter().map(|m| AiMessage { role: m.role, content: m.content }).collect(),
+            messages: i
+                .messages
+                .into_iter()
+                .map(|m| AiMessage {
+                    role: m.role,
+                    content: m.content,
+                })
+                .collect(),
             provider: i.provider,
             model: i.model,
             max_output_tokens: i.max_output_tokens.map(i64::from),
@@ -112,7 +127,9 @@ pub struct AiResult {
 }
 
 fn result(outcome: AiOutcome) -> ApiResult<AiResult> {
-    let wallet = outcome.wallet.ok_or_else(|| ApiError::internal(&"result without a wallet"))?;
+    let wallet = outcome
+        .wallet
+        .ok_or_else(|| ApiError::internal(&"result without a wallet"))?;
     let tokens = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(AiResult {
         id: async_graphql::ID(outcome.id),
@@ -194,7 +211,10 @@ impl AiQuery {
     async fn estimate_cost(&self, ctx: &Context<'_>, input: AiRequestInput) -> ApiResult<CostEstimate> {
         let user = caller_user(ctx).await?;
         let e = ai(ctx)?.estimate(&user.id, &input.into()).await?;
-        Ok(CostEstimate { max_credits: e.max_credits.into(), billing_mode: e.billing_mode.into() })
+        Ok(CostEstimate {
+            max_credits: e.max_credits.into(),
+            billing_mode: e.billing_mode.into(),
+        })
     }
 }
 
@@ -227,9 +247,15 @@ impl AiMutation {
         if let Some(p) = &preferred_provider
             && ai(ctx)?.gateway().provider(p).is_none()
         {
-            return Err(ApiError::bad_input(format!("unknown provider `{}`", p.chars().take(64).collect::<String>())));
+            return Err(ApiError::bad_input(format!(
+                "unknown provider `{}`",
+                p.chars().take(64).collect::<String>()
+            )));
         }
-        let settings = StoredSettings { preferred_provider, fallback_to_credits };
+        let settings = StoredSettings {
+            preferred_provider,
+            fallback_to_credits,
+        };
         Ok(services(ctx).store.set_ai_settings(&user.id, &settings).await?.into())
     }
 
@@ -254,15 +280,24 @@ impl AiSubscription {
         input: AiRequestInput,
     ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<AiStreamEvent>>> {
         let user = caller_user(ctx).await?;
-        let stream = ai(ctx)?.run_stream(&user.id, &input.into()).await.map_err(ApiError::from)?;
+        let stream = ai(ctx)?
+            .run_stream(&user.id, &input.into())
+            .await
+            .map_err(ApiError::from)?;
         Ok(stream
             .map(|item| match item {
-            Ok(StreamItem::Delta(text)) => Ok(AiStreamEvent { delta: Some(text), result: None }),
-            Ok(StreamItem::Done(outcome)) => result(*outcome)
-                .map(|r| AiStreamEvent { delta: None, result: Some(r) })
-                .map_err(Into::into),
-            Err(e) => Err(ApiError::from(e).into()),
-        })
-        .boxed())
+                Ok(StreamItem::Delta(text)) => Ok(AiStreamEvent {
+                    delta: Some(text),
+                    result: None,
+                }),
+                Ok(StreamItem::Done(outcome)) => result(*outcome)
+                    .map(|r| AiStreamEvent {
+                        delta: None,
+                        result: Some(r),
+                    })
+                    .map_err(Into::into),
+                Err(e) => Err(ApiError::from(e).into()),
+            })
+            .boxed())
     }
 }

@@ -81,7 +81,9 @@ fn next_bucket(start: DateTime<Utc>, g: Granularity) -> DateTime<Utc> {
     match g {
         Granularity::Day => start + Duration::days(1),
         Granularity::Week => start + Duration::days(7),
-        Granularity::Month => start.checked_add_months(Months::new(1)).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        Granularity::Month => start
+            .checked_add_months(Months::new(1))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
     }
 }
 
@@ -96,7 +98,11 @@ pub struct OrgUsage {
 impl OrgUsage {
     async fn totals(&self, ctx: &Context<'_>) -> ApiResult<UsageTotals> {
         let mut sum = StoredTotals::default();
-        for (_, t) in services(ctx).store.usage_by_user(&self.org_id, self.from, self.to).await? {
+        for (_, t) in services(ctx)
+            .store
+            .usage_by_user(&self.org_id, self.from, self.to)
+            .await?
+        {
             sum.add(&t);
         }
         Ok(sum.into())
@@ -117,26 +123,38 @@ impl OrgUsage {
         Ok(rows
             .into_iter()
             .filter_map(|(id, t)| {
-                users.iter().find(|u| u.id == id).map(|u| UserUsage { user: User::from(u.clone()), totals: t.into() })
+                users.iter().find(|u| u.id == id).map(|u| UserUsage {
+                    user: User::from(u.clone()),
+                    totals: t.into(),
+                })
             })
             .collect())
     }
 
     async fn by_feature(&self, ctx: &Context<'_>) -> ApiResult<Vec<FeatureUsage>> {
-        let rows = services(ctx).store.usage_by_feature(&self.org_id, self.from, self.to).await?;
+        let rows = services(ctx)
+            .store
+            .usage_by_feature(&self.org_id, self.from, self.to)
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(f, t)| {
                 f.parse::<creditgate_domain::AiFeature>()
                     .ok()
-                    .map(|feature| FeatureUsage { feature: feature.into(), totals: t.into() })
+                    .map(|feature| FeatureUsage {
+                        feature: feature.into(),
+                        totals: t.into(),
+                    })
             })
             .collect())
     }
 
     /// One point per bucket of the range, empty buckets included.
     async fn trend(&self, ctx: &Context<'_>) -> ApiResult<Vec<UsagePoint>> {
-        let points = services(ctx).store.usage_points(&self.org_id, self.from, self.to).await?;
+        let points = services(ctx)
+            .store
+            .usage_points(&self.org_id, self.from, self.to)
+            .await?;
         let mut out: Vec<(DateTime<Utc>, StoredTotals)> = Vec::new();
         let mut start = bucket_start(self.from, self.granularity);
         while start < self.to {
@@ -149,7 +167,13 @@ impl OrgUsage {
                 slot.1.add(&p.totals);
             }
         }
-        Ok(out.into_iter().map(|(s, t)| UsagePoint { bucket_start: s, totals: t.into() }).collect())
+        Ok(out
+            .into_iter()
+            .map(|(s, t)| UsagePoint {
+                bucket_start: s,
+                totals: t.into(),
+            })
+            .collect())
     }
 }
 
@@ -182,7 +206,12 @@ impl UsageQuery {
             }
             start = next_bucket(start, granularity);
         }
-        Ok(OrgUsage { org_id: who.org_id.clone(), from, to, granularity })
+        Ok(OrgUsage {
+            org_id: who.org_id.clone(),
+            from,
+            to,
+            granularity,
+        })
     }
 }
 
@@ -192,9 +221,20 @@ mod tests {
 
     #[test]
     fn buckets() {
-        let at = DateTime::parse_from_rfc3339("2026-11-26T15:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(bucket_start(at, Granularity::Day).to_rfc3339(), "2026-11-26T00:00:00+00:00");
-        assert_eq!(bucket_start(at, Granularity::Week).to_rfc3339(), "2026-11-23T00:00:00+00:00");
-        assert_eq!(bucket_start(at, Granularity::Month).to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        let at = DateTime::parse_from_rfc3339("2026-11-26T15:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            bucket_start(at, Granularity::Day).to_rfc3339(),
+            "2026-11-26T00:00:00+00:00"
+        );
+        assert_eq!(
+            bucket_start(at, Granularity::Week).to_rfc3339(),
+            "2026-11-23T00:00:00+00:00"
+        );
+        assert_eq!(
+            bucket_start(at, Granularity::Month).to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
     }
 }

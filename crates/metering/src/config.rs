@@ -172,13 +172,17 @@ impl PricingConfig {
                 max_output_tokens: m.max_output_tokens,
             };
             if models.insert(key, price).is_some() {
-                return Err(PricingError::Invalid(format!("{}/{} is priced twice", m.provider, m.model)));
+                return Err(PricingError::Invalid(format!(
+                    "{}/{} is priced twice",
+                    m.provider, m.model
+                )));
             }
         }
         let mut features = BTreeMap::new();
         for (name, f) in &self.features {
-            let feature: AiFeature =
-                name.parse().map_err(|_| PricingError::Invalid(format!("`{name}` is not a feature")))?;
+            let feature: AiFeature = name
+                .parse()
+                .map_err(|_| PricingError::Invalid(format!("`{name}` is not a feature")))?;
             features.insert(
                 feature,
                 FeaturePricing {

@@ -32,9 +32,19 @@ pub struct Route {
 /// Otherwise credits pay, through the platform's key.
 pub fn route(input: RouteInput<'_>) -> Route {
     let has_key = |p: &str| input.user_keys.iter().any(|k| k == p);
-    let mode_for = |p: &str| if has_key(p) { BillingMode::Byok } else { BillingMode::Credits };
+    let mode_for = |p: &str| {
+        if has_key(p) {
+            BillingMode::Byok
+        } else {
+            BillingMode::Credits
+        }
+    };
     if let Some(p) = input.provider {
-        return Route { provider: p.to_owned(), model: input.model.map(str::to_owned), mode: mode_for(p) };
+        return Route {
+            provider: p.to_owned(),
+            model: input.model.map(str::to_owned),
+            mode: mode_for(p),
+        };
     }
     if input.model.is_some() || has_key(input.default_provider) || input.user_keys.is_empty() {
         return Route {
@@ -44,7 +54,11 @@ pub fn route(input: RouteInput<'_>) -> Route {
         };
     }
     let chosen = input.preferred.filter(|p| has_key(p)).unwrap_or(&input.user_keys[0]);
-    Route { provider: chosen.to_owned(), model: None, mode: BillingMode::Byok }
+    Route {
+        provider: chosen.to_owned(),
+        model: None,
+        mode: BillingMode::Byok,
+    }
 }
 
 #[cfg(test)]
@@ -60,15 +74,40 @@ mod tests {
         let none = keys(&[]);
         let openai = keys(&["openai"]);
         let both = keys(&["anthropic", "openai"]);
-        let base = RouteInput { default_provider: "openai", provider: None, model: None, user_keys: &none, preferred: None };
+        let base = RouteInput {
+            default_provider: "openai",
+            provider: None,
+            model: None,
+            user_keys: &none,
+            preferred: None,
+        };
         assert_eq!(route(base).mode, BillingMode::Credits);
-        let r = route(RouteInput { user_keys: &openai, ..base });
+        let r = route(RouteInput {
+            user_keys: &openai,
+            ..base
+        });
         assert_eq!((r.provider.as_str(), r.mode), ("openai", BillingMode::Byok));
-        let r = route(RouteInput { default_provider: "demo", user_keys: &both, preferred: Some("openai"), ..base });
-        assert_eq!((r.provider.as_str(), r.model, r.mode), ("openai", None, BillingMode::Byok));
-        let r = route(RouteInput { default_provider: "demo", user_keys: &both, ..base });
+        let r = route(RouteInput {
+            default_provider: "demo",
+            user_keys: &both,
+            preferred: Some("openai"),
+            ..base
+        });
+        assert_eq!(
+            (r.provider.as_str(), r.model, r.mode),
+            ("openai", None, BillingMode::Byok)
+        );
+        let r = route(RouteInput {
+            default_provider: "demo",
+            user_keys: &both,
+            ..base
+        });
         assert_eq!(r.provider, "anthropic");
-        let r = route(RouteInput { provider: Some("demo"), user_keys: &both, ..base });
+        let r = route(RouteInput {
+            provider: Some("demo"),
+            user_keys: &both,
+            ..base
+        });
         assert_eq!((r.provider.as_str(), r.mode), ("demo", BillingMode::Credits));
     }
 }

@@ -11,9 +11,7 @@ use creditgate_domain::{
 use creditgate_gateway::{
     ApiKey, ChatRequest, ErrorKind, Gateway, Message, ProviderError, Role as MsgRole, StreamEvent, StreamMeter,
 };
-use creditgate_storage::{
-    ByokKeyRecord, HoldRequest, Placement, Store, StoreError, UsageDetails, Wallet, fingerprint,
-};
+use creditgate_storage::{ByokKeyRecord, HoldRequest, Placement, Store, StoreError, UsageDetails, Wallet, fingerprint};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -160,7 +158,9 @@ pub struct AiService(Arc<Inner>);
 
 impl std::fmt::Debug for AiService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AiService").field("pricing", &self.0.pricing.version()).finish_non_exhaustive()
+        f.debug_struct("AiService")
+            .field("pricing", &self.0.pricing.version())
+            .finish_non_exhaustive()
     }
 }
 
@@ -170,13 +170,7 @@ const MAX_API_KEY_LEN: usize = 512;
 const REPLAY_WAIT: Duration = Duration::from_secs(30);
 
 impl AiService {
-    pub fn new(
-        store: Store,
-        gateway: Arc<Gateway>,
-        pricing: PricingTable,
-        vault: KeyVault,
-        config: &AiConfig,
-    ) -> Self {
+    pub fn new(store: Store, gateway: Arc<Gateway>, pricing: PricingTable, vault: KeyVault, config: &AiConfig) -> Self {
         let limiter = NonZeroU32::new(config.requests_per_minute).map(|rpm| {
             let burst = NonZeroU32::new(config.burst.max(1)).unwrap_or(NonZeroU32::MIN);
             DefaultKeyedRateLimiter::keyed(Quota::per_minute(rpm).allow_burst(burst))
@@ -220,7 +214,9 @@ impl AiService {
     pub async fn set_key(&self, user_id: &str, provider: &str, api_key: &str) -> Result<ByokKeyRecord, AiError> {
         let api_key = api_key.trim();
         if api_key.is_empty() || api_key.len() > MAX_API_KEY_LEN || api_key.chars().any(char::is_control) {
-            return Err(AiError::BadInput(format!("apiKey must have 1 to {MAX_API_KEY_LEN} printable characters")));
+            return Err(AiError::BadInput(format!(
+                "apiKey must have 1 to {MAX_API_KEY_LEN} printable characters"
+            )));
         }
         if self.0.gateway.provider(provider).is_none() {
             return Err(AiError::BadInput(format!("unknown provider `{}`", short(provider))));
@@ -234,7 +230,11 @@ impl AiService {
             Err(e) => return Err(provider_error(&e)),
         }
         let ciphertext = self.0.vault.encrypt(&secret)?;
-        Ok(self.0.store.put_byok_key(user_id, provider, ciphertext, hint(api_key)).await?)
+        Ok(self
+            .0
+            .store
+            .put_byok_key(user_id, provider, ciphertext, hint(api_key))
+            .await?)
     }
 
     pub async fn remove_key(&self, user_id: &str, provider: &str) -> Result<bool, AiError> {
@@ -267,7 +267,10 @@ impl AiService {
             p.input_estimate,
             u64::from(p.output_budget),
         )?;
-        Ok(Estimate { max_credits, billing_mode: p.mode })
+        Ok(Estimate {
+            max_credits,
+            billing_mode: p.mode,
+        })
     }
 
     /// Runs a request to its end: hold, call, settle (or release), log.
@@ -307,9 +310,19 @@ impl AiService {
                     Some(u) => (u.input_tokens, u.output_tokens, true),
                     None => (p.input_estimate, u64::from(output_cap), false),
                 };
-                self.settle(user_id, &hold_id, held, &p, input, output, resp.text, AiRequestStatus::Succeeded, reported)
-                    .await
-                    .map_err(Failed)
+                self.settle(
+                    user_id,
+                    &hold_id,
+                    held,
+                    &p,
+                    input,
+                    output,
+                    resp.text,
+                    AiRequestStatus::Succeeded,
+                    reported,
+                )
+                .await
+                .map_err(Failed)
             }
             Err(e) => {
                 let err = provider_error(&e);
@@ -339,7 +352,12 @@ impl AiService {
                 return Ok(futures::stream::once(async move { Ok(StreamItem::Done(outcome)) }).boxed());
             }
         };
-        let chat = ChatRequest { model: p.model.clone(), messages: p.messages.clone(), max_output_tokens: output_cap, stream: true };
+        let chat = ChatRequest {
+            model: p.model.clone(),
+            messages: p.messages.clone(),
+            max_output_tokens: output_cap,
+            stream: true,
+        };
         let upstream = match self.0.gateway.chat_stream(&p.provider, chat, p.key.clone()).await {
             Ok(s) => s,
             Err(e) => {
@@ -392,9 +410,24 @@ impl AiService {
                     let snap = guard.meter.snapshot();
                     // A stream cut off midway: what it produced is charged.
                     let result = if snap.text.is_empty() {
-                        guard.service.record_failure(&guard.user_id, &guard.hold_id, &p, &err).await.map(|_| ())
+                        guard
+                            .service
+                            .record_failure(&guard.user_id, &guard.hold_id, &p, &err)
+                            .await
+                            .map(|_| ())
                     } else {
-                        guard.service.settle_partial(&guard.user_id, &guard.hold_id, guard.held, &p, &snap, AiRequestStatus::Failed).await.map(|_| ())
+                        guard
+                            .service
+                            .settle_partial(
+                                &guard.user_id,
+                                &guard.hold_id,
+                                guard.held,
+                                &p,
+                                &snap,
+                                AiRequestStatus::Failed,
+                            )
+                            .await
+                            .map(|_| ())
                     };
                     if let Err(store_err) = result {
                         tracing::error!(error = %store_err, "could not settle a failed stream");
@@ -404,8 +437,21 @@ impl AiService {
                 None => {
                     let p = guard.prepared.take()?;
                     let snap = guard.meter.snapshot();
-                    let done = guard.service.settle_partial(&guard.user_id, &guard.hold_id, guard.held, &p, &snap, AiRequestStatus::Failed).await;
-                    Some((done.and(Err(AiError::Unavailable("the provider ended the stream early".into()))), None))
+                    let done = guard
+                        .service
+                        .settle_partial(
+                            &guard.user_id,
+                            &guard.hold_id,
+                            guard.held,
+                            &p,
+                            &snap,
+                            AiRequestStatus::Failed,
+                        )
+                        .await;
+                    Some((
+                        done.and(Err(AiError::Unavailable("the provider ended the stream early".into()))),
+                        None,
+                    ))
                 }
             }
         })
@@ -418,16 +464,26 @@ impl AiService {
         if let Some(l) = &self.0.limiter
             && l.check_key(&user_id.to_owned()).is_err()
         {
-            return Err(AiError::RateLimited("too many AI requests; slow down and retry shortly".into()));
+            return Err(AiError::RateLimited(
+                "too many AI requests; slow down and retry shortly".into(),
+            ));
         }
         Ok(())
     }
 
     async fn fallback_allowed(&self, user_id: &str, err: &AiError) -> bool {
-        if !matches!(err, AiError::KeyInvalid(_) | AiError::Provider(_) | AiError::Unavailable(_) | AiError::RateLimited(_)) {
+        if !matches!(
+            err,
+            AiError::KeyInvalid(_) | AiError::Provider(_) | AiError::Unavailable(_) | AiError::RateLimited(_)
+        ) {
             return false;
         }
-        self.0.store.ai_settings(user_id).await.map(|s| s.fallback_to_credits).unwrap_or(false)
+        self.0
+            .store
+            .ai_settings(user_id)
+            .await
+            .map(|s| s.fallback_to_credits)
+            .unwrap_or(false)
     }
 
     /// Validates, routes and prices a request, and picks its key.
@@ -441,12 +497,17 @@ impl AiService {
         }
         let total: usize = req.messages.iter().map(|m| m.content.len()).sum();
         if total > inner.max_prompt_bytes {
-            return Err(AiError::BadInput(format!("messages are longer than {} bytes", inner.max_prompt_bytes)));
+            return Err(AiError::BadInput(format!(
+                "messages are longer than {} bytes",
+                inner.max_prompt_bytes
+            )));
         }
         if let Some(key) = &req.idempotency_key
             && (key.trim().is_empty() || key.len() > MAX_KEY_LEN)
         {
-            return Err(AiError::BadInput(format!("idempotencyKey must have 1 to {MAX_KEY_LEN} characters")));
+            return Err(AiError::BadInput(format!(
+                "idempotencyKey must have 1 to {MAX_KEY_LEN} characters"
+            )));
         }
         let feature = inner.pricing.feature(req.feature)?;
         let keys: Vec<String> = inner
@@ -457,7 +518,11 @@ impl AiService {
             .map(|k| k.provider)
             .filter(|p| inner.gateway.provider(p).is_some())
             .collect();
-        let settings = if keys.len() > 1 { inner.store.ai_settings(user_id).await? } else { Default::default() };
+        let settings = if keys.len() > 1 {
+            inner.store.ai_settings(user_id).await?
+        } else {
+            Default::default()
+        };
         let r = route(RouteInput {
             default_provider: &feature.default_provider,
             provider: req.provider.as_deref(),
@@ -490,10 +555,16 @@ impl AiService {
         };
         let price = *inner.pricing.price(&provider, &model)?;
         let served = info.models.iter().find(|m| m.id == model).ok_or_else(|| {
-            AiError::BadInput(format!("provider `{provider}` does not serve model `{}`", short(&model)))
+            AiError::BadInput(format!(
+                "provider `{provider}` does not serve model `{}`",
+                short(&model)
+            ))
         })?;
         let feature = inner.pricing.feature(req.feature)?;
-        let model_cap = served.max_output_tokens.unwrap_or(u32::MAX).min(price.max_output_tokens);
+        let model_cap = served
+            .max_output_tokens
+            .unwrap_or(u32::MAX)
+            .min(price.max_output_tokens);
         let output_budget = match req.max_output_tokens {
             None => feature.default_output_tokens.min(model_cap),
             Some(n) if n < 1 => return Err(AiError::BadInput("maxOutputTokens must be at least 1".into())),
@@ -502,7 +573,10 @@ impl AiService {
         let min_output = feature.min_output_tokens.min(output_budget);
         let mut messages = Vec::with_capacity(req.messages.len() + 1);
         if !feature.system_prompt.is_empty() {
-            messages.push(Message { role: MsgRole::System, content: feature.system_prompt.clone() });
+            messages.push(Message {
+                role: MsgRole::System,
+                content: feature.system_prompt.clone(),
+            });
         }
         for m in &req.messages {
             let role = match m.role.as_str() {
@@ -516,7 +590,10 @@ impl AiService {
                     )));
                 }
             };
-            messages.push(Message { role, content: m.content.clone() });
+            messages.push(Message {
+                role,
+                content: m.content.clone(),
+            });
         }
         let input_estimate = max_prompt_tokens(messages.iter().map(|m| m.content.as_str()));
         if input_estimate + u64::from(min_output) > u64::from(served.context_window) {
@@ -564,8 +641,20 @@ impl AiService {
         let (amount, minimum) = match p.mode {
             BillingMode::Byok => (Credits::ZERO, None),
             BillingMode::Credits => (
-                pricing.cost(p.feature, &p.provider, &p.model, p.input_estimate, u64::from(p.output_budget))?,
-                Some(pricing.cost(p.feature, &p.provider, &p.model, p.input_estimate, u64::from(p.min_output))?),
+                pricing.cost(
+                    p.feature,
+                    &p.provider,
+                    &p.model,
+                    p.input_estimate,
+                    u64::from(p.output_budget),
+                )?,
+                Some(pricing.cost(
+                    p.feature,
+                    &p.provider,
+                    &p.model,
+                    p.input_estimate,
+                    u64::from(p.min_output),
+                )?),
             ),
         };
         let details = UsageDetails {
@@ -590,7 +679,10 @@ impl AiService {
             let placed = match self.0.store.place_hold(user_id, &request).await {
                 Ok(p) => p,
                 Err(StoreError::InsufficientCredits { requested, available }) => {
-                    return Err(AiError::InsufficientCredits { needed: requested, available });
+                    return Err(AiError::InsufficientCredits {
+                        needed: requested,
+                        available,
+                    });
                 }
                 Err(StoreError::IdempotencyConflict) => return Err(AiError::IdempotencyConflict),
                 Err(e) => return Err(e.into()),
@@ -611,13 +703,21 @@ impl AiService {
                     };
                     return Ok(Held::New(hold.id, cap.max(1), hold.amount));
                 }
-                Placement::Existing { status: HoldStatus::Settled, result: Some(result), hold, .. } => {
+                Placement::Existing {
+                    status: HoldStatus::Settled,
+                    result: Some(result),
+                    hold,
+                    ..
+                } => {
                     let mut outcome: AiOutcome = serde_json::from_str(&result)
                         .map_err(|e| AiError::Internal(format!("stored result of hold {}: {e}", hold.id)))?;
                     outcome.wallet = Some(self.0.store.wallet(user_id).await?);
                     return Ok(Held::Replay(Box::new(outcome)));
                 }
-                Placement::Existing { status: HoldStatus::Open, .. } if started.elapsed() < REPLAY_WAIT => {
+                Placement::Existing {
+                    status: HoldStatus::Open,
+                    ..
+                } if started.elapsed() < REPLAY_WAIT => {
                     // The first request with this key is still running.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -643,7 +743,10 @@ impl AiService {
         status: AiRequestStatus,
         usage_reported: bool,
     ) -> Result<AiOutcome, AiError> {
-        let cost = self.0.pricing.cost(p.feature, &p.provider, &p.model, input_tokens, output_tokens)?;
+        let cost = self
+            .0
+            .pricing
+            .cost(p.feature, &p.provider, &p.model, input_tokens, output_tokens)?;
         let (charge, avoided) = match p.mode {
             BillingMode::Credits => (cost, Credits::ZERO),
             BillingMode::Byok => (Credits::ZERO, cost),
@@ -661,7 +764,11 @@ impl AiService {
             description: (!usage_reported).then(|| "The provider reported no usage; charged the hold".to_owned()),
         };
         // Without reported usage, charge the whole hold (never more).
-        let charge = if usage_reported || p.mode == BillingMode::Byok { charge } else { held };
+        let charge = if usage_reported || p.mode == BillingMode::Byok {
+            charge
+        } else {
+            held
+        };
         let mut outcome = AiOutcome {
             id: hold_id.to_owned(),
             content,
@@ -674,7 +781,11 @@ impl AiService {
             wallet: None,
         };
         let result = serde_json::to_string(&outcome).map_err(|e| AiError::Internal(e.to_string()))?;
-        let res = self.0.store.settle_hold_with_result(user_id, hold_id, charge, usage, result).await?;
+        let res = self
+            .0
+            .store
+            .settle_hold_with_result(user_id, hold_id, charge, usage, result)
+            .await?;
         debug_assert_eq!(res.charged, outcome.credits_charged);
         outcome.credits_charged = res.charged;
         outcome.wallet = Some(res.wallet);
@@ -696,11 +807,22 @@ impl AiService {
         snap: &creditgate_gateway::StreamSnapshot,
         status: AiRequestStatus,
     ) -> Result<AiOutcome, AiError> {
-        let input = snap.input_tokens.unwrap_or_else(|| {
-            p.messages.iter().map(|m| approx_tokens(&m.content)).sum::<u64>()
-        });
+        let input = snap
+            .input_tokens
+            .unwrap_or_else(|| p.messages.iter().map(|m| approx_tokens(&m.content)).sum::<u64>());
         let output = snap.output_tokens.unwrap_or_else(|| approx_tokens(&snap.text));
-        self.settle(user_id, hold_id, held, p, input, output, snap.text.clone(), status, true).await
+        self.settle(
+            user_id,
+            hold_id,
+            held,
+            p,
+            input,
+            output,
+            snap.text.clone(),
+            status,
+            true,
+        )
+        .await
     }
 
     async fn record_failure(&self, user_id: &str, hold_id: &str, p: &Prepared, err: &AiError) -> Result<(), AiError> {
@@ -773,7 +895,10 @@ impl Drop for StreamGuard {
         let meter = self.meter.clone();
         let held = self.held;
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(hold_id, "stream dropped outside a runtime; the sweep will release its hold");
+            tracing::warn!(
+                hold_id,
+                "stream dropped outside a runtime; the sweep will release its hold"
+            );
             return;
         };
         handle.spawn(async move {
@@ -789,9 +914,18 @@ impl Drop for StreamGuard {
                     description: Some("Cancelled before any output; nothing was charged".into()),
                     ..UsageDetails::default()
                 };
-                service.0.store.release_failed_hold(&user_id, &hold_id, usage).await.map(|_| ()).map_err(AiError::from)
+                service
+                    .0
+                    .store
+                    .release_failed_hold(&user_id, &hold_id, usage)
+                    .await
+                    .map(|_| ())
+                    .map_err(AiError::from)
             } else {
-                service.settle_partial(&user_id, &hold_id, held, &p, &snap, AiRequestStatus::Cancelled).await.map(|_| ())
+                service
+                    .settle_partial(&user_id, &hold_id, held, &p, &snap, AiRequestStatus::Cancelled)
+                    .await
+                    .map(|_| ())
             };
             if let Err(e) = res {
                 tracing::error!(hold_id, error = %e, "could not settle a cancelled stream; the sweep will release it");

@@ -34,14 +34,19 @@ pub struct KeyVault {
 
 impl std::fmt::Debug for KeyVault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyVault").field("recipient", &self.recipient.to_string()).finish_non_exhaustive()
+        f.debug_struct("KeyVault")
+            .field("recipient", &self.recipient.to_string())
+            .finish_non_exhaustive()
     }
 }
 
 impl KeyVault {
     pub fn new(identity: age::x25519::Identity) -> Self {
         let recipient = identity.to_public();
-        KeyVault { identities: vec![identity], recipient }
+        KeyVault {
+            identities: vec![identity],
+            recipient,
+        }
     }
 
     /// A vault whose new identity encrypts, and which still decrypts with
@@ -56,7 +61,10 @@ impl KeyVault {
 
     /// Only the identity that encrypts (the last step of a rotation).
     pub fn current_only(&self) -> KeyVault {
-        KeyVault { identities: self.identities.iter().take(1).cloned().collect(), recipient: self.recipient.clone() }
+        KeyVault {
+            identities: self.identities.iter().take(1).cloned().collect(),
+            recipient: self.recipient.clone(),
+        }
     }
 
     /// A fresh identity (tests, rotation).
@@ -66,7 +74,10 @@ impl KeyVault {
 
     /// The identity in `path`, created there (mode 0600) when missing.
     pub fn load_or_create(path: &Path) -> Result<Self, VaultError> {
-        let err = |reason: String| VaultError::Identity { path: path.to_owned(), reason };
+        let err = |reason: String| VaultError::Identity {
+            path: path.to_owned(),
+            reason,
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text).ok_or_else(|| err("not an age X25519 identity".into())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -141,7 +152,9 @@ impl KeyVault {
         let bytes = base64_decode(stored).ok_or(VaultError::Decrypt)?;
         for identity in &self.identities {
             if let Ok(plain) = age::decrypt(identity, &bytes) {
-                return String::from_utf8(plain).map(SecretString::from).map_err(|_| VaultError::Decrypt);
+                return String::from_utf8(plain)
+                    .map(SecretString::from)
+                    .map_err(|_| VaultError::Decrypt);
             }
         }
         Err(VaultError::Decrypt)
@@ -157,7 +170,11 @@ pub fn hint(key: &str) -> String {
     }
     let tail: String = chars[chars.len() - 4..].iter().collect();
     let prefix: String = key.split('-').next().filter(|p| p.len() <= 6).unwrap_or("").to_owned();
-    if prefix.is_empty() { format!("…{tail}") } else { format!("{prefix}-…{tail}") }
+    if prefix.is_empty() {
+        format!("…{tail}")
+    } else {
+        format!("{prefix}-…{tail}")
+    }
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
@@ -180,8 +197,14 @@ mod tests {
         let key = SecretString::from("sk-proj-abcdefghijklmnop1234");
         let stored = vault.encrypt(&key).unwrap();
         assert!(!stored.contains("abcdefghijklmnop"));
-        assert_eq!(vault.decrypt(&stored).unwrap().expose_secret(), "sk-proj-abcdefghijklmnop1234");
-        assert!(KeyVault::generate().decrypt(&stored).is_err(), "another identity cannot read it");
+        assert_eq!(
+            vault.decrypt(&stored).unwrap().expose_secret(),
+            "sk-proj-abcdefghijklmnop1234"
+        );
+        assert!(
+            KeyVault::generate().decrypt(&stored).is_err(),
+            "another identity cannot read it"
+        );
         assert_eq!(hint("sk-proj-abcdefghijklmnop1234"), "sk-…1234");
         assert!(!format!("{vault:?}").contains("AGE-SECRET"));
     }

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use creditgate_storage::{Entry, Store, StoreError, Wallet, WalletChange, WalletListener};
@@ -101,6 +102,8 @@ pub struct Fanout {
     shards: Vec<Shard>,
     hasher: std::collections::hash_map::RandomState,
     buffer: usize,
+    /// Subscriptions that have read their starting point.
+    live: AtomicUsize,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -139,15 +142,21 @@ impl Fanout {
             rx: Some(slot.tx.subscribe()),
             user_id: user_id.to_owned(),
             fanout: self.clone(),
+            live: false,
         }
     }
 
-    /// Records the version a first subscriber read, when nothing was sent yet.
-    fn seed(&self, user_id: &str, version: i64) {
-        if let Some(slot) = self.shard_of(user_id).users().get_mut(user_id)
+    /// Records the version a subscriber started from (when nothing was sent
+    /// to its user yet); from now on it is live.
+    fn seed(&self, sub: &mut Subscriber, version: i64) {
+        if let Some(slot) = self.shard_of(&sub.user_id).users().get_mut(&sub.user_id)
             && slot.last.is_none()
         {
             slot.last = Some(version);
+        }
+        if !sub.live {
+            sub.live = true;
+            self.live.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -173,6 +182,7 @@ struct Subscriber {
     rx: Option<broadcast::Receiver<Arc<Event>>>,
     user_id: String,
     fanout: Arc<Fanout>,
+    live: bool,
 }
 
 impl Subscriber {
@@ -186,6 +196,9 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if self.live {
+            self.fanout.live.fetch_sub(1, Ordering::AcqRel);
+        }
         drop(self.rx.take());
         let shard = self.fanout.shard_of(&self.user_id);
         let mut users = shard.users();
@@ -337,6 +350,7 @@ impl Hub {
             shards,
             hasher: std::collections::hash_map::RandomState::new(),
             buffer: config.buffer.max(1),
+            live: AtomicUsize::new(0),
         });
         let store = store.with_listener(fanout.clone());
         let cancel = CancellationToken::new();
@@ -385,6 +399,11 @@ impl Hub {
         self.inner.limits.open_connections()
     }
 
+    /// Subscriptions of this replica that are live (have read where they start).
+    pub fn live_subscriptions(&self) -> usize {
+        self.inner.fanout.live.load(Ordering::Acquire)
+    }
+
     /// Users with at least one subscriber on this replica.
     pub fn subscribed_users(&self) -> usize {
         self.inner.fanout.subscribed_users()
@@ -401,9 +420,9 @@ impl Hub {
         &self,
         user_id: &str,
     ) -> Result<impl Stream<Item = Result<Wallet, RealtimeError>> + Send + 'static + use<>, RealtimeError> {
-        let sub = self.inner.fanout.subscribe(user_id);
+        let mut sub = self.inner.fanout.subscribe(user_id);
         let first = self.inner.store.wallet(user_id).await?;
-        self.inner.fanout.seed(user_id, first.version);
+        self.inner.fanout.seed(&mut sub, first.version);
         let store = self.inner.store.clone();
         let version = first.version;
         let state = (sub, store, Some(first), version);
@@ -444,14 +463,14 @@ impl Hub {
         &self,
         user_id: &str,
     ) -> Result<impl Stream<Item = Result<Entry, RealtimeError>> + Send + 'static + use<>, RealtimeError> {
-        let sub = self.inner.fanout.subscribe(user_id);
+        let mut sub = self.inner.fanout.subscribe(user_id);
         let start = self
             .inner
             .store
             .committed_wallet(user_id)
             .await?
             .ok_or_else(|| RealtimeError::NoWallet(user_id.to_owned()))?;
-        self.inner.fanout.seed(user_id, start.version);
+        self.inner.fanout.seed(&mut sub, start.version);
         let store = self.inner.store.clone();
         let state = (sub, store, std::collections::VecDeque::<Entry>::new(), start.version);
         Ok(futures::stream::unfold(

@@ -13,9 +13,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use creditgate_domain::Clock;
-use creditgate_realtime::ws::{CLOSE_FORBIDDEN, CLOSE_TOO_MANY_CONNECTIONS, InitOutcome, WsSettings};
-use creditgate_realtime::Hub;
 use creditgate_graphql::{ApiLimits, ApiSchema, Auth, CallerUser, QueryLimits, Services, build_schema};
+use creditgate_realtime::Hub;
+use creditgate_realtime::ws::{CLOSE_FORBIDDEN, CLOSE_TOO_MANY_CONNECTIONS, InitOutcome, WsSettings};
 use creditgate_storage::{Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -75,10 +75,10 @@ impl App {
         let mut options = StoreOptions::new(config.database_url());
         options.max_connections = config.database_max_connections;
         options.hold_ttl = chrono::Duration::seconds(i64::try_from(config.sweep.hold_ttl_secs).unwrap_or(600));
-        config
-            .realtime
-            .validate()
-            .map_err(|(key, message)| ConfigError::Key { key, message: message.into() })?;
+        config.realtime.validate().map_err(|(key, message)| ConfigError::Key {
+            key,
+            message: message.into(),
+        })?;
         options.notify_channel = config.realtime.notify_channel_for(&config.database_url());
         let store = Store::connect(&options, clock, plans).await?;
         store.migrate().await?;
@@ -189,12 +189,17 @@ fn ai_service(config: &Config, store: &Store) -> Result<AiService, AppError> {
     let providers: Vec<String> = gateway.providers().into_iter().map(|p| p.id).collect();
     tracing::info!(?providers, "providers loaded");
     let vault = vault(config)?;
-    let pricing = config
-        .ai
-        .pricing
-        .table()
-        .map_err(|e| ConfigError::Key { key: "ai.pricing", message: e.to_string() })?;
-    Ok(AiService::new(store.clone(), Arc::new(gateway), pricing, vault, &config.ai))
+    let pricing = config.ai.pricing.table().map_err(|e| ConfigError::Key {
+        key: "ai.pricing",
+        message: e.to_string(),
+    })?;
+    Ok(AiService::new(
+        store.clone(),
+        Arc::new(gateway),
+        pricing,
+        vault,
+        &config.ai,
+    ))
 }
 
 /// The identity that decrypts BYOK keys: from the configured environment
@@ -245,12 +250,21 @@ async fn readyz(State(app): State<App>) -> Response {
 async fn graphql_ws(State(app): State<App>, _protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
     // The replica's connection limit, before the upgrade.
     let Some(permit) = app.realtime.try_connection() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections; try another replica or later").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections; try another replica or later",
+        )
+            .into_response();
     };
     let schema = app.schema.clone();
     let settings = WsSettings::from_config(&app.config.realtime);
+    // Small per-connection buffers: subscription traffic is small messages,
+    // and ten thousand idle sockets should not hold 128 KiB each.
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(256 * 1024)
         .on_upgrade(move |socket| async move {
             let on_init = {
                 let app = app.clone();

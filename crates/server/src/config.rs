@@ -211,14 +211,10 @@ impl Config {
         // prefix (CREDITGATE_LOG, CREDITGATE_CONFIG, a test's variables)
         // belong to someone else.
         let known = known_keys();
-        figment = figment.merge(
-            Env::prefixed("CREDITGATE_")
-                .split("__")
-                .filter(move |k| {
-                    let top = k.as_str().split('.').next().unwrap_or("");
-                    known.iter().any(|key| key.eq_ignore_ascii_case(top))
-                }),
-        );
+        figment = figment.merge(Env::prefixed("CREDITGATE_").split("__").filter(move |k| {
+            let top = k.as_str().split('.').next().unwrap_or("");
+            known.iter().any(|key| key.eq_ignore_ascii_case(top))
+        }));
         Self::extract(figment)
     }
 
@@ -241,7 +237,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.plan_catalog()?;
-        self.payments.validate(self.environment == "production").map_err(|e| key(e.key(), e.to_string()))?;
+        self.payments
+            .validate(self.environment == "production")
+            .map_err(|e| key(e.key(), e.to_string()))?;
         self.ai.pricing.table().map_err(|e| key("ai.pricing", e.to_string()))?;
         if self.limits.body_bytes < 1024 {
             return Err(key("limits.body_bytes", "must be at least 1024"));

@@ -168,12 +168,15 @@ async fn rotate_key(config: Config, out: Option<PathBuf>) -> Result<()> {
     };
     let old = creditgate_server::app::vault(&config)?;
     let both = old.rotated();
-    both.write_identity(&path).with_context(|| format!("writing {}", path.display()))?;
+    both.write_identity(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
     let app = App::build(config, Arc::new(SystemClock)).await?;
     let stored = app.store.all_byok_ciphertexts().await?;
     let mut replacements = Vec::with_capacity(stored.len());
     for s in &stored {
-        let key = both.decrypt(&s.ciphertext).with_context(|| format!("decrypting the {} key of {}", s.provider, s.user_id))?;
+        let key = both
+            .decrypt(&s.ciphertext)
+            .with_context(|| format!("decrypting the {} key of {}", s.provider, s.user_id))?;
         replacements.push((s.clone(), both.encrypt(&key)?));
     }
     let skipped = app.store.replace_byok_ciphertexts(&replacements).await?;
@@ -183,10 +186,15 @@ async fn rotate_key(config: Config, out: Option<PathBuf>) -> Result<()> {
             skipped.len()
         );
     }
-    both.current_only().write_identity(&path).with_context(|| format!("writing {}", path.display()))?;
+    both.current_only()
+        .write_identity(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("re-encrypted {} key(s) to {}", stored.len(), both.recipient());
     if from_env {
-        eprintln!("the new identity is in {}; set it as the identity variable and restart", path.display());
+        eprintln!(
+            "the new identity is in {}; set it as the identity variable and restart",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -19,7 +19,12 @@ pub struct ByokKeyRecord {
 
 impl From<byok_keys::Model> for ByokKeyRecord {
     fn from(m: byok_keys::Model) -> Self {
-        ByokKeyRecord { provider: m.provider, hint: m.hint, created_at: m.created_at, last_used_at: m.last_used_at }
+        ByokKeyRecord {
+            provider: m.provider,
+            hint: m.hint,
+            created_at: m.created_at,
+            last_used_at: m.last_used_at,
+        }
     }
 }
 
@@ -73,7 +78,9 @@ impl Store {
             )
             .exec_without_returning(&self.db)
             .await?;
-        self.byok_key(user_id, provider).await?.ok_or_else(|| crate::StoreError::corrupt("key vanished after saving"))
+        self.byok_key(user_id, provider)
+            .await?
+            .ok_or_else(|| crate::StoreError::corrupt("key vanished after saving"))
     }
 
     pub async fn byok_key(&self, user_id: &str, provider: &str) -> StoreResult<Option<ByokKeyRecord>> {
@@ -131,7 +138,11 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|m| StoredCiphertext { user_id: m.user_id, provider: m.provider, ciphertext: m.ciphertext })
+            .map(|m| StoredCiphertext {
+                user_id: m.user_id,
+                provider: m.provider,
+                ciphertext: m.ciphertext,
+            })
             .collect())
     }
 
@@ -163,7 +174,10 @@ impl Store {
         Ok(ai_settings::Entity::find_by_id(user_id.to_owned())
             .one(&self.db)
             .await?
-            .map(|m| AiSettings { preferred_provider: m.preferred_provider, fallback_to_credits: m.fallback_to_credits })
+            .map(|m| AiSettings {
+                preferred_provider: m.preferred_provider,
+                fallback_to_credits: m.fallback_to_credits,
+            })
             .unwrap_or_default())
     }
 

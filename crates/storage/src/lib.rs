@@ -17,9 +17,9 @@ mod purchases;
 mod query;
 mod realtime;
 mod store;
-mod usage;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod usage;
 
 pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
 pub use error::{StoreError, StoreResult};

@@ -476,7 +476,15 @@ impl Store {
         cost: Credits,
         usage: UsageDetails,
     ) -> StoreResult<Resolution> {
-        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage), Outcome::default()).await
+        self.resolve_hold(
+            user_id,
+            hold_id,
+            cost,
+            HoldStatus::Settled,
+            Some(usage),
+            Outcome::default(),
+        )
+        .await
     }
 
     /// [`Store::settle_hold`], keeping `result` (JSON) with the hold so that
@@ -489,8 +497,12 @@ impl Store {
         usage: UsageDetails,
         result: String,
     ) -> StoreResult<Resolution> {
-        let outcome = Outcome { result: Some(result), forget_key: false };
-        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage), outcome).await
+        let outcome = Outcome {
+            result: Some(result),
+            forget_key: false,
+        };
+        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage), outcome)
+            .await
     }
 
     /// Frees a hold and charges nothing; writes the call's entry (FAILED,
@@ -501,7 +513,15 @@ impl Store {
         hold_id: &str,
         usage: Option<UsageDetails>,
     ) -> StoreResult<Resolution> {
-        self.resolve_hold(user_id, hold_id, Credits::ZERO, HoldStatus::Released, usage, Outcome::default()).await
+        self.resolve_hold(
+            user_id,
+            hold_id,
+            Credits::ZERO,
+            HoldStatus::Released,
+            usage,
+            Outcome::default(),
+        )
+        .await
     }
 
     /// [`Store::release_hold`] for a call that failed: its idempotency key is
@@ -512,8 +532,19 @@ impl Store {
         hold_id: &str,
         usage: UsageDetails,
     ) -> StoreResult<Resolution> {
-        let outcome = Outcome { result: None, forget_key: true };
-        self.resolve_hold(user_id, hold_id, Credits::ZERO, HoldStatus::Released, Some(usage), outcome).await
+        let outcome = Outcome {
+            result: None,
+            forget_key: true,
+        };
+        self.resolve_hold(
+            user_id,
+            hold_id,
+            Credits::ZERO,
+            HoldStatus::Released,
+            Some(usage),
+            outcome,
+        )
+        .await
     }
 
     async fn resolve_hold(
@@ -730,7 +761,14 @@ impl Store {
         let mut released = 0;
         for (hold_id, user_id) in due {
             match self
-                .resolve_hold(&user_id, &hold_id, Credits::ZERO, HoldStatus::Expired, None, Outcome::default())
+                .resolve_hold(
+                    &user_id,
+                    &hold_id,
+                    Credits::ZERO,
+                    HoldStatus::Expired,
+                    None,
+                    Outcome::default(),
+                )
                 .await
             {
                 Ok(_) => released += 1,

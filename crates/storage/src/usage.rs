@@ -42,6 +42,8 @@ pub struct UsagePoint {
 }
 
 type Row = (String, i64, i64, i64, i64, i64, i64);
+/// at, credits consumed, credits avoided, billing mode, input and output tokens.
+type PointRow = (DateTime<Utc>, i64, i64, Option<String>, Option<i64>, Option<i64>);
 
 fn sums<E: EntityTrait>(q: sea_orm::Select<E>) -> sea_orm::Select<E> {
     let sum = |col: &str| Expr::cust(format!("CAST(COALESCE(SUM({col}), 0) AS BIGINT)"));
@@ -71,7 +73,12 @@ fn totals(r: &Row) -> UsageTotals {
 }
 
 impl Store {
-    fn ai_entries_of(&self, org_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> sea_orm::Select<journal_entries::Entity> {
+    fn ai_entries_of(
+        &self,
+        org_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> sea_orm::Select<journal_entries::Entity> {
         journal_entries::Entity::find()
             .filter(journal_entries::Column::OrgId.eq(org_id))
             .filter(journal_entries::Column::Kind.eq(ActivityKind::AiUsage.as_str()))
@@ -86,8 +93,12 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<(String, UsageTotals)>> {
-        let q = sums(self.ai_entries_of(org_id, from, to).select_only().column(journal_entries::Column::UserId))
-            .group_by(journal_entries::Column::UserId);
+        let q = sums(
+            self.ai_entries_of(org_id, from, to)
+                .select_only()
+                .column(journal_entries::Column::UserId),
+        )
+        .group_by(journal_entries::Column::UserId);
         let rows: Vec<Row> = q.into_tuple().all(&self.db).await?;
         let mut out: Vec<(String, UsageTotals)> = rows.iter().map(|r| (r.0.clone(), totals(r))).collect();
         out.sort_by(|a, b| b.1.credits.cmp(&a.1.credits).then_with(|| a.0.cmp(&b.0)));
@@ -114,8 +125,13 @@ impl Store {
 
     /// Each AI interaction in `[from, to)` (time and amounts only), oldest
     /// first, for bucketing into a trend.
-    pub async fn usage_points(&self, org_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<UsagePoint>> {
-        let rows: Vec<(DateTime<Utc>, i64, i64, Option<String>, Option<i64>, Option<i64>)> = self
+    pub async fn usage_points(
+        &self,
+        org_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<UsagePoint>> {
+        let rows: Vec<PointRow> = self
             .ai_entries_of(org_id, from, to)
             .select_only()
             .column(journal_entries::Column::At)

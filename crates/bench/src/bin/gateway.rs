@@ -92,7 +92,10 @@ async fn main() -> Result<()> {
     let dir = exe.parent().context("exe dir")?.to_owned();
     let server_bin = dir.join("creditgate");
     if !server_bin.is_file() {
-        bail!("{} is not built: run `cargo build --release --workspace` first", server_bin.display());
+        bail!(
+            "{} is not built: run `cargo build --release --workspace` first",
+            server_bin.display()
+        );
     }
 
     // The mock provider: the recorded answer, at once.
@@ -140,18 +143,28 @@ async fn main() -> Result<()> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting the server (taskset must be installed)")?;
-    let server = Server { child, url: format!("http://127.0.0.1:{port}") };
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     let pid = server.child.id();
 
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     for _ in 0..200 {
-        if http.get(format!("{}/readyz", server.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // taskset forks the server: its pid is the child's (exec).
-    let users: Vec<String> = (0..cli.users).map(|i| token(&format!("user-{i}"), "member")).collect::<Result<_>>()?;
+    let users: Vec<String> = (0..cli.users)
+        .map(|i| token(&format!("user-{i}"), "member"))
+        .collect::<Result<_>>()?;
     let service = token("bench-service", "service")?;
     for (i, user) in users.iter().enumerate() {
         let q = json!({"query": format!(
@@ -159,9 +172,19 @@ async fn main() -> Result<()> {
         )});
         // Create the user first (a grant needs an existing user).
         let me = json!({"query": "{ me { id } }"});
-        http.post(format!("{}/graphql", server.url)).bearer_auth(user).json(&me).send().await?;
-        let r: serde_json::Value =
-            http.post(format!("{}/graphql", server.url)).bearer_auth(&service).json(&q).send().await?.json().await?;
+        http.post(format!("{}/graphql", server.url))
+            .bearer_auth(user)
+            .json(&me)
+            .send()
+            .await?;
+        let r: serde_json::Value = http
+            .post(format!("{}/graphql", server.url))
+            .bearer_auth(&service)
+            .json(&q)
+            .send()
+            .await?
+            .json()
+            .await?;
         if r.get("errors").is_some() {
             bail!("grant failed: {r}");
         }
@@ -171,9 +194,14 @@ async fn main() -> Result<()> {
         "variables": {"i": {"feature": "CHAT", "provider": "openai", "model": "gpt-4o-mini",
                              "messages": [{"role": "user", "content": "What is the capital of France?"}]}}
     }));
-    let direct = Arc::new(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_completion_tokens": 1024}));
+    let direct = Arc::new(
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_completion_tokens": 1024}),
+    );
 
-    println!("backend: {:?}; server pinned to core {}; mock and client on the other cores", backend, cli.server_core);
+    println!(
+        "backend: {:?}; server pinned to core {}; mock and client on the other cores",
+        backend, cli.server_core
+    );
     // Warm up both paths.
     through_gateway(&http, &server.url, &users, &run, 200, 8).await?;
     for &c in &cli.concurrency {
@@ -221,7 +249,14 @@ async fn through_gateway(
             let mut h = Histogram::<u64>::new(3)?;
             for _ in 0..per {
                 let t0 = Instant::now();
-                let r: serde_json::Value = http.post(&url).bearer_auth(&user).json(&*body).send().await?.json().await?;
+                let r: serde_json::Value = http
+                    .post(&url)
+                    .bearer_auth(&user)
+                    .json(&*body)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
                 if r.get("errors").is_some() {
                     bail!("runAi failed: {r}");
                 }
