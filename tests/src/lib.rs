@@ -63,14 +63,7 @@ impl TestAppBuilder {
         let full_toml = toml.clone();
         let clock = Arc::new(ManualClock::new(self.start));
         let app = App::build(config, clock.clone()).await.expect("app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let served = app.clone();
-        let signal = stop.clone();
-        tokio::spawn(async move {
-            let _ = served.serve(listener, async move { signal.cancelled().await }).await;
-        });
+        let (addr, stop) = serve_in_background(&app).await;
         TestApp {
             app,
             addr,
@@ -88,6 +81,19 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// Serves `app` on an ephemeral port of 127.0.0.1 until the token is cancelled.
+async fn serve_in_background(app: &App) -> (SocketAddr, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let served = app.clone();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        let _ = served.serve(listener, async move { signal.cancelled().await }).await;
+    });
+    (addr, stop)
 }
 
 /// A GraphQL response: `data` and `errors`.
@@ -268,14 +274,7 @@ impl TestApp {
         );
         let config = Config::from_toml(&toml).expect("replica configuration");
         let app = App::build(config, self.clock.clone()).await.expect("replica");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let served = app.clone();
-        let signal = stop.clone();
-        tokio::spawn(async move {
-            let _ = served.serve(listener, async move { signal.cancelled().await }).await;
-        });
+        let (addr, stop) = serve_in_background(&app).await;
         Replica {
             app,
             addr,

@@ -305,9 +305,14 @@ async fn health_and_readiness(backend: Backend) {
         .body(huge)
         .header("content-type", "application/json")
         .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 413);
+        .await;
+    // The server answers 413 from the Content-Length alone; it may close the
+    // connection before the client has finished sending, which the client
+    // sees as an error instead of the response. Either way it was refused.
+    match refused {
+        Ok(r) => assert_eq!(r.status(), 413),
+        Err(e) => assert!(e.is_request() || e.is_body() || e.is_connect(), "{e}"),
+    }
 }
 
 on_both_databases!(
