@@ -177,17 +177,18 @@ impl PricingTable {
     ) -> Result<u32, PricingError> {
         let base = self.feature(feature)?.base_cost;
         let price = self.price(provider, model)?;
-        let fixed = token_cost(base, price, input_tokens, 0)?;
-        let left = i128::from(budget.millis()) - i128::from(fixed.millis());
-        if left < 0 {
+        // cost(out) = base + ceil((in * pin + out * pout) / 1000) <= budget
+        //   <=>  in * pin + out * pout <= (budget - base) * 1000
+        let room = (i128::from(budget.millis()) - i128::from(base.millis())) * 1000
+            - i128::from(input_tokens) * i128::from(price.input_per_1k.millis());
+        if room < 0 {
             return Ok(0);
         }
         let per_1k = i128::from(price.output_per_1k.millis());
         if per_1k == 0 {
             return Ok(cap);
         }
-        // cost(out) = ceil(out * per_1k / 1000) <= left  <=>  out * per_1k <= left * 1000
-        let most = left * 1000 / per_1k;
+        let most = room / per_1k;
         Ok(u32::try_from(most.min(i128::from(cap))).unwrap_or(cap))
     }
 }
