@@ -29,6 +29,5 @@ pub use model::{
 };
 pub use ops::{CreditRequest, HoldRequest, Placement, fingerprint};
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
-pub use query::wallet_user_ids;
 pub use store::{Store, StoreOptions, WalletListener};
 pub use usage::{UsagePoint, UsageTotals};

@@ -47,16 +47,6 @@ impl Store {
         Ok(ActivityPage { entries, has_next_page })
     }
 
-    /// One journal entry of the user's.
-    pub async fn entry(&self, user_id: &str, id: i64) -> StoreResult<Option<Entry>> {
-        journal_entries::Entity::find_by_id(id)
-            .filter(journal_entries::Column::UserId.eq(user_id))
-            .one(&self.db)
-            .await?
-            .map(Entry::try_from)
-            .transpose()
-    }
-
     /// Checks every wallet: its cached balances equal the sum of its journal,
     /// its held amounts equal its open holds, and its last entry's balance
     /// after equals its balance. Returns what is off (nothing, normally).
@@ -138,14 +128,4 @@ impl Store {
         }
         Ok(out)
     }
-}
-
-/// All user ids with a wallet (for tests and tools).
-pub async fn wallet_user_ids(store: &Store) -> StoreResult<Vec<String>> {
-    Ok(wallets::Entity::find()
-        .select_only()
-        .column(wallets::Column::UserId)
-        .into_tuple()
-        .all(store.connection())
-        .await?)
 }
