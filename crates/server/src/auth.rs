@@ -62,8 +62,6 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-const NONEMPTY_MAX: usize = 256;
-
 impl Authenticator {
     pub fn from_config(config: &Config) -> Result<Authenticator, ConfigError> {
         let jwt = &config.jwt;
@@ -149,22 +147,20 @@ impl Authenticator {
                 c.role.chars().take(32).collect::<String>()
             ))
         })?;
+        // Ids are checked by the documented text rules (an id with a control
+        // character is refused); display claims are cleaned, never refused.
         for (name, value) in [("sub", &c.sub), ("org", &c.org)] {
-            if value.trim().is_empty() || value.len() > NONEMPTY_MAX {
-                return Err(AuthError::Invalid(format!(
-                    "claim `{name}` must have 1 to {NONEMPTY_MAX} characters"
-                )));
-            }
+            creditgate_domain::check_id(name, value).map_err(|e| AuthError::Invalid(format!("claim {e}")))?;
         }
-        let clip = |v: Option<String>| v.map(|s| s.chars().take(NONEMPTY_MAX).collect::<String>());
+        let clean = |v: Option<String>| v.as_deref().and_then(creditgate_domain::clean_display);
         Ok(Identity {
             user_id: c.sub,
             org_id: c.org,
             role,
-            name: clip(c.name),
-            email: clip(c.email),
-            team: clip(c.team),
-            org_name: clip(c.org_name),
+            name: clean(c.name),
+            email: clean(c.email),
+            team: clean(c.team),
+            org_name: clean(c.org_name),
         })
     }
 
