@@ -115,3 +115,40 @@ impl RealtimeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listen_connection_goes_to_listen_url_when_set() {
+        let db = "postgres://app@pgbouncer/creditgate";
+        let mut config = RealtimeConfig::default();
+        assert_eq!(config.listen_url_for(db), db);
+        config.listen_url = Some("postgres://app@db/creditgate".into());
+        assert_eq!(config.listen_url_for(db), "postgres://app@db/creditgate");
+        assert_eq!(config.validate(), Ok(()));
+        config.listen_url = Some("mysql://app@db/creditgate".into());
+        assert_eq!(config.validate().map_err(|e| e.0), Err("realtime.listen_url"));
+    }
+
+    #[test]
+    fn heartbeats_need_an_interval_and_a_timeout() {
+        let zero_interval = RealtimeConfig {
+            listen_heartbeat_secs: 0,
+            ..RealtimeConfig::default()
+        };
+        assert_eq!(
+            zero_interval.validate().map_err(|e| e.0),
+            Err("realtime.listen_heartbeat_secs")
+        );
+        let zero_timeout = RealtimeConfig {
+            listen_heartbeat_timeout_secs: 0,
+            ..RealtimeConfig::default()
+        };
+        assert_eq!(
+            zero_timeout.validate().map_err(|e| e.0),
+            Err("realtime.listen_heartbeat_timeout_secs")
+        );
+    }
+}

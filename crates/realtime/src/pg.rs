@@ -125,18 +125,19 @@ async fn send_heartbeats(
 #[derive(Debug, Default)]
 struct Outstanding {
     waiting: VecDeque<(u64, Instant)>,
-    heard: u64,
+    /// The newest heartbeat heard.
+    newest: u64,
 }
 
 impl Outstanding {
     fn sent(&mut self, seq: u64, deadline: Instant) {
-        if seq > self.heard {
+        if seq > self.newest {
             self.waiting.push_back((seq, deadline));
         }
     }
 
     fn heard(&mut self, seq: u64) {
-        self.heard = self.heard.max(seq);
+        self.newest = self.newest.max(seq);
         while self.waiting.front().is_some_and(|(s, _)| *s <= seq) {
             self.waiting.pop_front();
         }
