@@ -302,10 +302,9 @@ fn connection_init(app: &App, payload: serde_json::Value) -> InitOutcome {
             reason: "too many connections for this user".into(),
         };
     };
+    // The expiry of the token just verified, with the leeway verification allows.
     let leeway = chrono::Duration::seconds(i64::try_from(app.config.jwt.leeway_secs).unwrap_or(0));
-    let expires_at = header
-        .and_then(creditgate_realtime::token::jwt_expiry)
-        .map(|exp| exp + leeway);
+    let expires_at = id.expires_at.map(|exp| exp + leeway);
     let mut data = Data::default();
     data.insert(Auth::Caller(id));
     InitOutcome::Accepted {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use creditgate_domain::Role;
 use creditgate_storage::Identity;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
@@ -161,6 +161,7 @@ impl Authenticator {
             email: clean(c.email),
             team: clean(c.team),
             org_name: clean(c.org_name),
+            expires_at: DateTime::from_timestamp(c.exp, 0),
         })
     }
 
@@ -238,4 +239,51 @@ fn read_or_create_secret(path: &Path) -> std::io::Result<SecretString> {
     f.write_all(secret.as_bytes())?;
     f.sync_all()?;
     Ok(SecretString::from(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "unit-secret-unit-secret-unit-secret-0123";
+
+    fn authenticator() -> Authenticator {
+        let config = Config::from_toml(&format!("jwt_secret = {SECRET:?}")).unwrap();
+        Authenticator::from_config(&config).unwrap()
+    }
+
+    fn sign(claims: &serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_identity_carries_the_verified_expiry() {
+        let exp = Utc::now().timestamp() + 600;
+        let token = sign(&json!({"sub": "alice", "org": "acme", "role": "member", "exp": exp}));
+        let id = authenticator().authenticate(&token).unwrap();
+        assert_eq!(id.expires_at.map(|t| t.timestamp()), Some(exp));
+    }
+
+    #[test]
+    fn an_expiry_edited_into_a_signed_token_is_refused() {
+        let exp = Utc::now().timestamp() + 600;
+        let token = sign(&json!({"sub": "alice", "org": "acme", "role": "member", "exp": exp}));
+        let later = URL_SAFE_NO_PAD
+            .encode(json!({"sub": "alice", "org": "acme", "role": "member", "exp": exp + 86_400}).to_string());
+        let parts: Vec<&str> = token.split('.').collect();
+        let edited = format!("{}.{later}.{}", parts[0], parts[2]);
+        assert_eq!(
+            authenticator().authenticate(&edited),
+            Err(AuthError::Invalid("bad signature".into()))
+        );
+    }
 }
