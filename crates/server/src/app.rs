@@ -227,7 +227,17 @@ pub fn vault(config: &Config) -> Result<KeyVault, AppError> {
     if let Some(var) = &config.ai.identity_env {
         return Ok(KeyVault::from_env(var)?);
     }
-    Ok(KeyVault::load_or_create(&identity_path(config)?)?)
+    let path = identity_path(config)?;
+    if config.environment == "production" {
+        return KeyVault::load(&path).map_err(|e| {
+            ConfigError::Key {
+                key: "ai.identity_file",
+                message: e.to_string(),
+            }
+            .into()
+        });
+    }
+    Ok(KeyVault::load_or_create(&path)?)
 }
 
 pub fn identity_path(config: &Config) -> Result<std::path::PathBuf, AppError> {

@@ -273,6 +273,14 @@ impl Config {
         if self.jwt.algorithm != JwtAlgorithm::HS256 && self.jwt.public_key_file.is_none() {
             return Err(key("jwt.public_key_file", "is required for RS256, ES256 and EdDSA"));
         }
+        if self.environment == "production" && self.ai.identity_env.is_none() && self.ai.identity_file.is_none() {
+            // Generated per data folder, an identity would differ between
+            // replicas: a key saved through one could not be read by another.
+            return Err(key(
+                "ai.identity_file",
+                "must be configured in production (no generated identity; or set ai.identity_env)",
+            ));
+        }
         if self.environment == "production" && self.jwt.algorithm == JwtAlgorithm::HS256 && self.jwt_secret.is_none() {
             return Err(key(
                 "jwt_secret",
