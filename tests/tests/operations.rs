@@ -611,6 +611,15 @@ cancel_url = "https://app.example.com/credits"
     assert_eq!(a.unwrap() + b.unwrap(), 1);
     sweep.run(&app.app.store, 500).await;
     assert_eq!(status_of(&app, &alice, &stranded.id).await, "FAILED");
+    // A checkout that comes back after the sweep is not attached: nobody
+    // is sent to pay for a FAILED purchase.
+    let late = app
+        .app
+        .store
+        .attach_checkout(&stranded.id, "cs_late", "https://checkout.stripe.test/c/cs_late")
+        .await;
+    assert!(late.is_err(), "{late:?}");
+    assert_eq!(status_of(&app, &alice, &stranded.id).await, "FAILED");
     // One that reached Stripe is left for Stripe's webhook.
     assert_eq!(status_of(&app, &alice, &reached).await, "PENDING");
     // A retry with the first key returns the failed purchase; no new checkout.
