@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -222,14 +222,15 @@ pub(crate) async fn scrape(State(app): State<App>, headers: HeaderMap) -> Respon
 }
 
 /// Counts HTTP requests other than GraphQL over HTTP (which the GraphQL
-/// extension counts by operation): by `METHOD route` and `OK` or
+/// extension counts by operation; a request refused at the edge, before
+/// the schema, is not counted): by `METHOD route` and `OK` or
 /// `HTTP_<status>`.
 pub(crate) async fn count_http(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = request.method().clone();
     let response = next.run(request).await;
     let Some(route) = route else { return response };
-    if method == Method::POST && route == "/graphql" {
+    if route == "/graphql" {
         return response;
     }
     let status = response.status();
