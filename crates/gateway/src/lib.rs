@@ -41,6 +41,7 @@
 
 mod config;
 mod error;
+pub mod metrics;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -534,7 +535,8 @@ fn info(entry: &Entry) -> ProviderInfo {
     }
 }
 
-fn log_outcome(entry: &Entry, op: &str, model: &str, started: Instant, error: Option<&ProviderError>) {
+fn log_outcome(entry: &Entry, op: &'static str, model: &str, started: Instant, error: Option<&ProviderError>) {
+    metrics::record_call(&entry.id, op, started.elapsed(), error);
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match error {
         None => tracing::debug!(provider = %entry.id, op, model, elapsed_ms, "provider call done"),

@@ -12,11 +12,14 @@ mod byok;
 pub mod entities;
 mod error;
 mod keyed;
+mod maintenance;
+pub mod metrics;
 mod model;
 mod ops;
 mod purchases;
 mod query;
 mod realtime;
+mod stats;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -31,5 +34,6 @@ pub use model::{
 };
 pub use ops::{CreditRequest, HoldRequest, Placement, fingerprint};
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
+pub use stats::PoolStats;
 pub use store::{Store, StoreOptions, WalletListener};
 pub use usage::{UsagePoint, UsageTotals};

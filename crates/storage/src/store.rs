@@ -144,6 +144,7 @@ impl Store {
     }
 
     pub(crate) fn publish(&self, change: &WalletChange) {
+        crate::metrics::count_charges(change);
         if let Some(l) = &self.listener {
             l.wallet_changed(change);
         }
