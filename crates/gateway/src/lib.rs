@@ -42,6 +42,7 @@
 mod config;
 mod error;
 mod stream;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -57,7 +58,9 @@ use secrecy::{ExposeSecret, SecretString};
 pub use config::{ProviderConfig, ProvidersConfig, executable_dir};
 pub use creditgate_provider_sdk::{ChatRequest, Message, ModelInfo, Role, Usage};
 pub use error::{ErrorKind, GatewayError, KeySource, ProviderError, SkippedPlugin};
+pub use creditgate_domain::TokenUsage;
 pub use stream::{ChatStream, StreamEvent, StreamMeter, StreamSnapshot};
+pub use usage::token_usage;
 
 /// The longest response body read (16 MiB).
 const MAX_BODY: usize = 16 << 20;

@@ -21,10 +21,7 @@ fn answers_from_the_prompt_deterministically_and_streams_word_by_word() {
     );
     assert_eq!(
         usage,
-        Usage {
-            input_tokens: 5,
-            output_tokens: 14
-        }
+        Usage::new(5, 14)
     );
     let request = ChatRequest {
         model: MODEL.into(),
