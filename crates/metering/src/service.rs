@@ -762,6 +762,7 @@ impl AiService {
             pricing_version: Some(self.0.pricing.version().to_owned()),
             credits_avoided: avoided,
             description: (!usage_reported).then(|| "The provider reported no usage; charged the hold".to_owned()),
+            ..UsageDetails::default()
         };
         // Without reported usage, charge the whole hold (never more).
         let charge = if usage_reported || p.mode == BillingMode::Byok {
