@@ -30,14 +30,11 @@ async fn the_activity_log_shows_the_kinds_of_tokens(backend: Backend) {
         panic!("no hold")
     };
     // The Anthropic cache-hit fixture's usage, with reasoning.
-    let tokens = TokenUsage::plain(24 + 2051, 10).with_cached_input(2051).with_reasoning(3);
+    let tokens = TokenUsage::plain(24 + 2051, 10)
+        .with_cached_input(2051)
+        .with_reasoning(3);
     store
-        .settle_hold(
-            "alice",
-            &hold.id,
-            amount,
-            UsageDetails::default().with_tokens(&tokens),
-        )
+        .settle_hold("alice", &hold.id, amount, UsageDetails::default().with_tokens(&tokens))
         .await
         .unwrap();
     let log = nodes(&app, &alice).await;

@@ -409,10 +409,16 @@ mod tests {
         let hit = TokenUsage::plain(24 + 2051, 10).with_cached_input(2051);
         assert_eq!(t.cost_of(AiFeature::Chat, "demo", "cache", &hit).unwrap().millis(), 938);
         // All as plain input it would have been 0.1 + (2075*3 + 10*15)/1000.
-        assert_eq!(t.cost(AiFeature::Chat, "demo", "cache", 2075, 10).unwrap().millis(), 6_475);
+        assert_eq!(
+            t.cost(AiFeature::Chat, "demo", "cache", 2075, 10).unwrap().millis(),
+            6_475
+        );
         // 1,000 cache writes of 2,000 input: 1000*3.75 + 1000*3 = 6.75.
         let write = TokenUsage::plain(2000, 0).with_cache_write(1000);
-        assert_eq!(t.cost_of(AiFeature::Chat, "demo", "cache", &write).unwrap().millis(), 6_850);
+        assert_eq!(
+            t.cost_of(AiFeature::Chat, "demo", "cache", &write).unwrap().millis(),
+            6_850
+        );
         // Reasoning without its own price costs the output price.
         let reasoning = TokenUsage::plain(0, 1000).with_reasoning(600);
         assert_eq!(
@@ -420,7 +426,10 @@ mod tests {
             t.cost(AiFeature::Chat, "demo", "cache", 0, 1000).unwrap()
         );
         // ... and its own price when it has one: 400*1.5 + 600*2.5 = 2.1.
-        assert_eq!(t.cost_of(AiFeature::Chat, "demo", "dear", &reasoning).unwrap().millis(), 2_200);
+        assert_eq!(
+            t.cost_of(AiFeature::Chat, "demo", "dear", &reasoning).unwrap().millis(),
+            2_200
+        );
     }
 
     #[test]
@@ -446,14 +455,19 @@ mod tests {
 
     /// A usage of up to 100k tokens of each kind.
     fn usage() -> impl Strategy<Value = TokenUsage> {
-        (0u64..100_000, 0u64..100_000, 0u64..100_000, 0u64..100_000, 0u64..100_000).prop_map(
-            |(plain_in, cached, write, plain_out, reasoning)| {
+        (
+            0u64..100_000,
+            0u64..100_000,
+            0u64..100_000,
+            0u64..100_000,
+            0u64..100_000,
+        )
+            .prop_map(|(plain_in, cached, write, plain_out, reasoning)| {
                 TokenUsage::plain(plain_in + cached + write, plain_out + reasoning)
                     .with_cached_input(cached)
                     .with_cache_write(write)
                     .with_reasoning(reasoning)
-            },
-        )
+            })
     }
 
     const MODELS: [&str; 3] = ["m", "cache", "dear"];

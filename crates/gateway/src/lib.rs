@@ -56,9 +56,9 @@ use creditgate_provider_sdk::{
 use secrecy::{ExposeSecret, SecretString};
 
 pub use config::{ProviderConfig, ProvidersConfig, executable_dir};
+pub use creditgate_domain::TokenUsage;
 pub use creditgate_provider_sdk::{ChatRequest, Message, ModelInfo, Role, Usage};
 pub use error::{ErrorKind, GatewayError, KeySource, ProviderError, SkippedPlugin};
-pub use creditgate_domain::TokenUsage;
 pub use stream::{ChatStream, StreamEvent, StreamMeter, StreamSnapshot};
 pub use usage::token_usage;
 

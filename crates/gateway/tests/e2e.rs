@@ -310,10 +310,7 @@ async fn openai_chat_sends_the_recorded_request_and_parses_the_answer() {
         .await
         .unwrap();
     assert_eq!(answer.text, TEXT);
-    assert_eq!(
-        answer.usage,
-        Some(Usage::new(27, 7))
-    );
+    assert_eq!(answer.usage, Some(Usage::new(27, 7)));
     assert_eq!(answer.model, "gpt-4o-mini-2024-07-18");
     let received = s.openai.received_requests().await.unwrap();
     let sent = received
@@ -376,10 +373,7 @@ async fn anthropic_chat_and_stream() {
         .await
         .unwrap();
     assert_eq!(answer.text, TEXT);
-    assert_eq!(
-        answer.usage,
-        Some(Usage::new(24, 10))
-    );
+    assert_eq!(answer.usage, Some(Usage::new(24, 10)));
     let stream = s
         .gateway
         .chat_stream("anthropic", anthropic_request(), user("ant-good"))

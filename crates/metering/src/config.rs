@@ -175,7 +175,11 @@ impl Default for PricingConfig {
                 cached(price("openai", "gpt-4o", 2_500, 10_000, 16_384), 1_250, None),
                 cached(price("openai", "gpt-4.1", 2_000, 8_000, 32_768), 500, None),
                 cached(price("openai", "gpt-5", 1_250, 10_000, 128_000), 125, None),
-                cached(price("anthropic", "claude-sonnet-4-6", 3_000, 15_000, 64_000), 300, Some(3_750)),
+                cached(
+                    price("anthropic", "claude-sonnet-4-6", 3_000, 15_000, 64_000),
+                    300,
+                    Some(3_750),
+                ),
                 cached(
                     price("anthropic", "claude-haiku-4-5-20251001", 1_000, 5_000, 64_000),
                     100,

@@ -59,7 +59,11 @@ async fn the_kinds_of_tokens_are_recorded_on_the_entry(backend: Backend) {
     );
     let plain = ai[1];
     assert_eq!(
-        (plain.cached_input_tokens, plain.cache_write_tokens, plain.reasoning_tokens),
+        (
+            plain.cached_input_tokens,
+            plain.cache_write_tokens,
+            plain.reasoning_tokens
+        ),
         (None, None, None)
     );
     let allocation = log.iter().find(|e| e.kind == ActivityKind::MonthlyAllocation).unwrap();
@@ -72,14 +76,25 @@ async fn an_entry_with_no_cache_records_zero_kinds(backend: Backend) {
     env.store.ensure_user(&member("u", "o")).await.unwrap();
     let id = hold(&env, "u", "1").await;
     let usage = UsageDetails::default().with_tokens(&TokenUsage::plain(27, 7));
-    let entry = env.store.settle_hold("u", &id, cr("0.1"), usage).await.unwrap().entry.unwrap();
+    let entry = env
+        .store
+        .settle_hold("u", &id, cr("0.1"), usage)
+        .await
+        .unwrap()
+        .entry
+        .unwrap();
     let read = journal(&env.store, "u")
         .await
         .into_iter()
         .find(|e| e.id == entry.id)
         .unwrap();
     assert_eq!(
-        (read.input_tokens, read.cached_input_tokens, read.cache_write_tokens, read.reasoning_tokens),
+        (
+            read.input_tokens,
+            read.cached_input_tokens,
+            read.cache_write_tokens,
+            read.reasoning_tokens
+        ),
         (Some(27), Some(0), Some(0), Some(0))
     );
 }

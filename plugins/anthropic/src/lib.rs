@@ -19,8 +19,7 @@
 
 use creditgate_provider_sdk::{
     ChatRequest, ChatResponse, ClassifiedError, ErrorClass, HttpRequest, KEY_PLACEHOLDER, KeyPlacement, Manifest,
-    Method, ModelInfo, PluginError, Provider, RequestContext, Role, SseEvent, StreamEvent, StreamFraming,
-    UsageUpdate,
+    Method, ModelInfo, PluginError, Provider, RequestContext, Role, SseEvent, StreamEvent, StreamFraming, UsageUpdate,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};

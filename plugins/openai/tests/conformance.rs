@@ -71,7 +71,11 @@ fn the_recorded_usage_has_zero_cached_and_reasoning_parts() {
 fn cached_and_reasoning_tokens_are_parts_of_the_totals() {
     let body = include_str!("../../../fixtures/providers/openai/chat-response.json");
     let v = with_details(body, 20, 5);
-    let usage = OpenAiProvider.parse_chat_response(&v.to_string()).unwrap().usage.unwrap();
+    let usage = OpenAiProvider
+        .parse_chat_response(&v.to_string())
+        .unwrap()
+        .usage
+        .unwrap();
     // prompt_tokens already includes cached_tokens; completion_tokens
     // already includes reasoning_tokens: nothing is added to the totals.
     assert_eq!(usage, Usage::new(27, 7).cached_input(20).reasoning(5));
@@ -83,7 +87,11 @@ fn missing_or_null_details_mean_no_parts() {
     let mut v: serde_json::Value = serde_json::from_str(body).unwrap();
     v["usage"]["prompt_tokens_details"] = serde_json::Value::Null;
     v["usage"].as_object_mut().unwrap().remove("completion_tokens_details");
-    let usage = OpenAiProvider.parse_chat_response(&v.to_string()).unwrap().usage.unwrap();
+    let usage = OpenAiProvider
+        .parse_chat_response(&v.to_string())
+        .unwrap()
+        .usage
+        .unwrap();
     assert_eq!(usage, Usage::new(27, 7));
 }
 
