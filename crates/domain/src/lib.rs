@@ -19,3 +19,7 @@ pub mod pricing;
 pub use pricing::{FeaturePricing, ModelPrice, PricingError, PricingTable, approx_tokens, max_prompt_tokens};
 pub mod tokens;
 pub use tokens::TokenUsage;
+pub mod text;
+pub use text::{TextError, check_id, check_key, check_text, clean_display};
+pub mod charging;
+pub use charging::{Charge, UsageSource, charge_for, partial_usage};

@@ -78,6 +78,10 @@ pub struct LimitsConfig {
     pub body_bytes: usize,
     pub query_depth: usize,
     pub query_complexity: usize,
+    /// How deep a query's brackets may nest (checked before parsing).
+    pub query_nesting: usize,
+    /// How many fragments a query may define.
+    pub query_fragments: usize,
     /// Largest page of `activity`.
     pub max_page_size: u64,
 }
@@ -88,6 +92,8 @@ impl Default for LimitsConfig {
             body_bytes: 256 * 1024,
             query_depth: 12,
             query_complexity: 1_000,
+            query_nesting: 64,
+            query_fragments: 100,
             max_page_size: 100,
         }
     }
@@ -266,6 +272,14 @@ impl Config {
         }
         if self.jwt.algorithm != JwtAlgorithm::HS256 && self.jwt.public_key_file.is_none() {
             return Err(key("jwt.public_key_file", "is required for RS256, ES256 and EdDSA"));
+        }
+        if self.environment == "production" && self.ai.identity_env.is_none() && self.ai.identity_file.is_none() {
+            // Generated per data folder, an identity would differ between
+            // replicas: a key saved through one could not be read by another.
+            return Err(key(
+                "ai.identity_file",
+                "must be configured in production (no generated identity; or set ai.identity_env)",
+            ));
         }
         if self.environment == "production" && self.jwt.algorithm == JwtAlgorithm::HS256 && self.jwt_secret.is_none() {
             return Err(key(

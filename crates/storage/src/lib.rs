@@ -11,6 +11,7 @@
 mod byok;
 pub mod entities;
 mod error;
+mod keyed;
 mod model;
 mod ops;
 mod purchases;
@@ -23,6 +24,7 @@ mod usage;
 
 pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
 pub use error::{StoreError, StoreResult};
+pub use keyed::KeyedHold;
 pub use model::{
     ActivityFilter, ActivityPage, Discrepancy, Entry, Hold, Identity, Organization, Resolution, UsageDetails, User,
     Wallet, WalletChange,
