@@ -43,6 +43,7 @@ mod config;
 mod error;
 pub mod metrics;
 mod stream;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -56,9 +57,11 @@ use creditgate_provider_sdk::{
 use secrecy::{ExposeSecret, SecretString};
 
 pub use config::{ProviderConfig, ProvidersConfig, executable_dir};
+pub use creditgate_domain::TokenUsage;
 pub use creditgate_provider_sdk::{ChatRequest, Message, ModelInfo, Role, Usage};
 pub use error::{ErrorKind, GatewayError, KeySource, ProviderError, SkippedPlugin};
 pub use stream::{ChatStream, StreamEvent, StreamMeter, StreamSnapshot};
+pub use usage::token_usage;
 
 /// The longest response body read (16 MiB).
 const MAX_BODY: usize = 16 << 20;
