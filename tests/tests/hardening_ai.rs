@@ -196,7 +196,43 @@ async fn racing_key_operations_never_give_internal(backend: Backend) {
     assert_eq!(app.app.store.reconcile().await.unwrap(), vec![]);
 }
 
+/// A request whose prompt was mostly served from the provider's cache is
+/// charged the cached price for those tokens, as the provider bills it, and
+/// its entry records the kinds.
+async fn cached_input_is_charged_at_its_own_price(backend: Backend) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let mut answer: Value =
+        serde_json::from_str(&creditgate_e2e::openai::openai_fixture("chat-response.json")).unwrap();
+    answer["usage"]["prompt_tokens"] = json!(2000);
+    answer["usage"]["prompt_tokens_details"]["cached_tokens"] = json!(1600);
+    answer["usage"]["completion_tokens"] = json!(100);
+    answer["usage"]["completion_tokens_details"]["reasoning_tokens"] = json!(40);
+    answer["usage"]["total_tokens"] = json!(2100);
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&answer))
+        .mount(&mock)
+        .await;
+    let env = OpenAiApp::start(backend, &mock, PLATFORM_KEY, "").await;
+    let app = &env.app;
+    let alice = app.member("alice", "acme");
+    let r = app.gql(Some(&alice), RUN, json!({"i": input(json!({}))})).await;
+    // gpt-4o-mini: 400 plain input at 0.15, 1,600 cached at 0.075, 100 output
+    // (40 of them reasoning, at the output price) at 0.6 per 1,000, plus the
+    // CHAT base of 0.1: 0.1 + (60 + 120 + 60) / 1000 = 0.34 (all plain: 0.46).
+    assert_eq!(r.data()["runAi"]["creditsCharged"], "0.34");
+    let q = "{ activity(first: 1) { edges { node { creditsConsumed inputTokens outputTokens cachedInputTokens cacheWriteTokens reasoningTokens } } } }";
+    let e = app.gql(Some(&alice), q, json!({})).await.data()["activity"]["edges"][0]["node"].clone();
+    assert_eq!(
+        e,
+        json!({"creditsConsumed": "0.34", "inputTokens": 2000, "outputTokens": 100, "cachedInputTokens": 1600, "cacheWriteTokens": 0, "reasoningTokens": 40})
+    );
+}
+
 on_both_databases!(
+    cached_input_is_charged_at_its_own_price,
     a_client_that_goes_away_leaves_nothing_held,
     estimate_says_what_byok_holds,
     racing_key_operations_never_give_internal,

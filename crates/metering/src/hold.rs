@@ -72,7 +72,9 @@ impl AiService {
     /// there first is replayed.
     pub(crate) async fn hold(&self, user_id: &str, req: &AiRequest, p: &Prepared) -> Result<Placed, AiError> {
         let pricing = &self.0.pricing;
-        let cost = |output: u32| pricing.cost(p.feature, &p.provider, &p.model, p.input_estimate, u64::from(output));
+        // The dearest price per token: a hold covers whatever kinds the provider bills.
+        let cost =
+            |output: u32| pricing.max_cost(p.feature, &p.provider, &p.model, p.input_estimate, u64::from(output));
         let (amount, minimum) = match p.mode {
             BillingMode::Byok => (Credits::ZERO, None),
             BillingMode::Credits => (cost(p.output_budget)?, Some(cost(p.min_output)?)),

@@ -81,7 +81,7 @@ impl AiService {
     /// it would cost paid with credits. Reads no key.
     pub async fn estimate(&self, user_id: &str, req: &AiRequest) -> Result<Estimate, AiError> {
         let p = self.prepare(user_id, req).await?;
-        let credits_if_paid = self.0.pricing.cost(
+        let credits_if_paid = self.0.pricing.max_cost(
             p.feature,
             &p.provider,
             &p.model,

@@ -2,8 +2,8 @@
 //! (release), writing its journal entry. What is charged is the domain's
 //! charging policy (`creditgate_domain::charging`); this applies it.
 
-use creditgate_domain::{AiRequestStatus, BillingMode, UsageSource, charge_for, partial_usage};
-use creditgate_gateway::{StreamSnapshot, Usage};
+use creditgate_domain::{AiRequestStatus, BillingMode, TokenUsage, UsageSource, charge_for, partial_usage};
+use creditgate_gateway::{StreamSnapshot, Usage, token_usage};
 use creditgate_storage::UsageDetails;
 
 use crate::error::AiError;
@@ -15,8 +15,8 @@ use crate::types::AiOutcome;
 /// How a request ended, with what is known of its tokens.
 #[derive(Debug, Clone)]
 pub(crate) struct Ended {
-    pub(crate) input_tokens: u64,
-    pub(crate) output_tokens: u64,
+    /// Every kind of token, as the provider bills them.
+    pub(crate) tokens: TokenUsage,
     pub(crate) source: UsageSource,
     pub(crate) content: String,
     pub(crate) status: AiRequestStatus,
@@ -25,13 +25,15 @@ pub(crate) struct Ended {
 impl Ended {
     /// The provider answered in full (with its usage, or without).
     pub(crate) fn answered(usage: Option<Usage>, content: String, p: &Prepared, held: &Held) -> Ended {
-        let (input_tokens, output_tokens, source) = match usage {
-            Some(u) => (u.input_tokens, u.output_tokens, UsageSource::Reported),
-            None => (p.input_estimate, u64::from(held.output_cap), UsageSource::Unknown),
+        let (tokens, source) = match usage {
+            Some(u) => (token_usage(&u), UsageSource::Reported),
+            None => (
+                TokenUsage::plain(p.input_estimate, u64::from(held.output_cap)),
+                UsageSource::Unknown,
+            ),
         };
         Ended {
-            input_tokens,
-            output_tokens,
+            tokens,
             source,
             content,
             status: AiRequestStatus::Succeeded,
@@ -41,15 +43,14 @@ impl Ended {
     /// A stream that ended before its usage (broken or cancelled): what it
     /// produced until then.
     pub(crate) fn cut_off(snap: StreamSnapshot, p: &Prepared, status: AiRequestStatus) -> Ended {
-        let (input_tokens, output_tokens) = partial_usage(
+        let (input, output) = partial_usage(
             snap.input_tokens,
             snap.output_tokens,
             p.messages.iter().map(|m| m.content.as_str()),
             &snap.text,
         );
         Ended {
-            input_tokens,
-            output_tokens,
+            tokens: snap.token_usage_or(input, output),
             source: UsageSource::Estimated,
             content: snap.text,
             status,
@@ -89,29 +90,25 @@ impl AiService {
         p: &Prepared,
         ended: Ended,
     ) -> Result<AiOutcome, AiError> {
-        let cost = self.0.pricing.cost(
-            p.feature,
-            &p.provider,
-            &p.model,
-            ended.input_tokens,
-            ended.output_tokens,
-        )?;
+        let cost = self
+            .0
+            .pricing
+            .cost_of(p.feature, &p.provider, &p.model, &ended.tokens)?;
         let charge = charge_for(p.mode, held.amount, cost, ended.source);
         let usage = UsageDetails {
-            input_tokens: Some(i64::try_from(ended.input_tokens).unwrap_or(i64::MAX)),
-            output_tokens: Some(i64::try_from(ended.output_tokens).unwrap_or(i64::MAX)),
             credits_avoided: charge.avoided,
             description: settle_description(&ended),
             ..self.usage_details(p, ended.status)
-        };
+        }
+        .with_tokens(&ended.tokens);
         let mut outcome = AiOutcome {
             id: held.id.clone(),
             content: ended.content,
             billing_mode: p.mode,
             provider: p.provider.clone(),
             model: p.model.clone(),
-            input_tokens: ended.input_tokens,
-            output_tokens: ended.output_tokens,
+            input_tokens: ended.tokens.input(),
+            output_tokens: ended.tokens.output(),
             credits_charged: charge.charged,
             wallet: None,
         };
