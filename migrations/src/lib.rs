@@ -8,6 +8,7 @@ mod m20261124_000002_purchases;
 mod m20261124_000003_byok;
 mod m20261125_000001_token_kinds;
 mod m20261201_000001_operations_indexes;
+mod m20261202_000001_actor;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_byok::Migration),
             Box::new(m20261125_000001_token_kinds::Migration),
             Box::new(m20261201_000001_operations_indexes::Migration),
+            Box::new(m20261202_000001_actor::Migration),
         ]
     }
 }

@@ -558,6 +558,7 @@ async fn a_cancelled_stream_charges_what_it_produced(backend: Backend) {
         model: None,
         max_output_tokens: None,
         idempotency_key: None,
+        actor: None,
     };
     let mut stream = app.app.ai.run_stream("hal", &req).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();

@@ -115,6 +115,7 @@ async fn rotation_keeps_every_key() {
             model: Some("gpt-4o-mini".into()),
             max_output_tokens: None,
             idempotency_key: None,
+            actor: None,
         };
         let outcome = restarted.ai.run(user, &req).await.unwrap();
         assert_eq!(outcome.billing_mode, creditgate_domain::BillingMode::Byok, "{user}");

@@ -91,6 +91,8 @@ pub struct AiRequestInput {
     pub max_output_tokens: Option<i32>,
     /// The same key never charges twice; a retry returns the first result.
     pub idempotency_key: Option<String>,
+    /// SERVICE only: the user who pays and whose keys serve; the caller otherwise.
+    pub user_id: Option<async_graphql::ID>,
 }
 
 impl From<AiRequestInput> for AiRequest {
@@ -109,7 +111,36 @@ impl From<AiRequestInput> for AiRequest {
             model: i.model,
             max_output_tokens: i.max_output_tokens.map(i64::from),
             idempotency_key: i.idempotency_key,
+            actor: None,
         }
+    }
+}
+
+/// Who pays for a request (the caller, or with a SERVICE token the user it
+/// names), as a request ready for metering: the entry records the service
+/// as its actor. Any other role naming another user is FORBIDDEN.
+async fn payer(ctx: &Context<'_>, input: AiRequestInput) -> ApiResult<(String, AiRequest)> {
+    let who = identity(ctx)?;
+    let target = input.user_id.clone();
+    let mut req = AiRequest::from(input);
+    if who.role == creditgate_domain::Role::Service {
+        // A service has no wallet: it always names the user who pays.
+        let id = target.ok_or_else(|| ApiError::bad_input("a SERVICE token must name the user who pays (userId)"))?;
+        creditgate_domain::check_id("userId", &id)?;
+        let user = services(ctx)
+            .store
+            .user(&id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("user `{}` not found", id.as_str())))?;
+        req.actor = Some(who.user_id.clone());
+        return Ok((user.id, req));
+    }
+    let caller = caller_user(ctx).await?;
+    match target {
+        Some(id) if id.as_str() != caller.id => Err(ApiError::forbidden(
+            "only a SERVICE token may run a request for another user (userId)",
+        )),
+        _ => Ok((caller.id, req)),
     }
 }
 
@@ -211,8 +242,8 @@ impl AiQuery {
 
     /// The most a request can cost (what it holds while it runs), and who pays.
     async fn estimate_cost(&self, ctx: &Context<'_>, input: AiRequestInput) -> ApiResult<CostEstimate> {
-        let user = caller_user(ctx).await?;
-        let e = ai(ctx)?.estimate(&user.id, &input.into()).await?;
+        let (user_id, req) = payer(ctx, input).await?;
+        let e = ai(ctx)?.estimate(&user_id, &req).await?;
         Ok(CostEstimate {
             max_credits: e.max_credits.into(),
             billing_mode: e.billing_mode.into(),
@@ -265,8 +296,8 @@ impl AiMutation {
     /// Runs an AI request: holds its maximum cost, calls the provider,
     /// charges what it used (0 through BYOK) and logs it.
     async fn run_ai(&self, ctx: &Context<'_>, input: AiRequestInput) -> ApiResult<AiResult> {
-        let user = caller_user(ctx).await?;
-        result(ai(ctx)?.run(&user.id, &input.into()).await?)
+        let (user_id, req) = payer(ctx, input).await?;
+        result(ai(ctx)?.run(&user_id, &req).await?)
     }
 }
 
@@ -282,11 +313,8 @@ impl AiSubscription {
         ctx: &Context<'_>,
         input: AiRequestInput,
     ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<AiStreamEvent>>> {
-        let user = caller_user(ctx).await?;
-        let stream = ai(ctx)?
-            .run_stream(&user.id, &input.into())
-            .await
-            .map_err(ApiError::from)?;
+        let (user_id, req) = payer(ctx, input).await?;
+        let stream = ai(ctx)?.run_stream(&user_id, &req).await.map_err(ApiError::from)?;
         Ok(stream
             .map(|item| match item {
                 Ok(StreamItem::Delta(text)) => Ok(AiStreamEvent {

@@ -17,13 +17,19 @@ pub enum Code {
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    /// The query is not GraphQL.
+    GraphqlParseFailed,
+    /// The query does not fit the schema or its limits.
+    GraphqlValidationFailed,
+    /// An automatic persisted query's hash is unknown: send the query with it.
+    PersistedQueryNotFound,
     Internal,
 }
 
 impl Code {
     /// Every code, for documentation and for the test that proves each is
     /// reachable.
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 14] = [
         Code::Unauthenticated,
         Code::Forbidden,
         Code::BadUserInput,
@@ -34,6 +40,9 @@ impl Code {
         Code::ProviderError,
         Code::ProviderUnavailable,
         Code::RateLimited,
+        Code::GraphqlParseFailed,
+        Code::GraphqlValidationFailed,
+        Code::PersistedQueryNotFound,
         Code::Internal,
     ];
 
@@ -49,6 +58,9 @@ impl Code {
             Code::ProviderError => "PROVIDER_ERROR",
             Code::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Code::RateLimited => "RATE_LIMITED",
+            Code::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Code::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Code::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Code::Internal => "INTERNAL",
         }
     }
@@ -151,9 +163,14 @@ pub(crate) fn fill_in_codes(errors: &mut [ServerError]) {
     for e in errors {
         let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
         if !has_code {
+            let code = if e.message == "PersistedQueryNotFound" {
+                Code::PersistedQueryNotFound
+            } else {
+                Code::BadUserInput
+            };
             e.extensions
                 .get_or_insert_with(Default::default)
-                .set("code", Code::BadUserInput.as_str());
+                .set("code", code.as_str());
         }
     }
 }

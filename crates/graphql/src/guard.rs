@@ -16,9 +16,11 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
+};
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Variables};
 
 use crate::error::Code;
 
@@ -204,6 +206,19 @@ struct DocumentGuardExtension(DocumentLimits);
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for DocumentGuardExtension {
+    /// Before anything parses the query (the persisted-query extension
+    /// parses in this step too, so the guard is registered ahead of it).
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        check_document(&request.query, self.0).map_err(|e| bad_input(e.to_string()))?;
+        check_variables(&request.variables).map_err(|e| bad_input(e.to_string()))?;
+        next.run(ctx, request).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -211,9 +226,10 @@ impl Extension for DocumentGuardExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        check_document(query, self.0).map_err(|e| bad_input(e.to_string()))?;
-        check_variables(variables).map_err(|e| bad_input(e.to_string()))?;
-        let document = next.run(ctx, query, variables).await?;
+        let document = next.run(ctx, query, variables).await.map_err(|mut e| {
+            set_code(&mut e, Code::GraphqlParseFailed);
+            e
+        })?;
         if ctx.data_opt::<HttpGet>().is_some()
             && document
                 .operations
@@ -225,6 +241,27 @@ impl Extension for DocumentGuardExtension {
             ));
         }
         Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|mut errors| {
+            for e in &mut errors {
+                set_code(e, Code::GraphqlValidationFailed);
+            }
+            errors
+        })
+    }
+}
+
+/// Sets an error's code unless it has one.
+fn set_code(e: &mut ServerError, code: Code) {
+    let ext = e.extensions.get_or_insert_with(Default::default);
+    if ext.get("code").is_none() {
+        ext.set("code", code.as_str());
     }
 }
 

@@ -24,17 +24,24 @@ pub use subscriptions::WalletSubscription;
 
 /// Every query, one part per capability (each in its own module).
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(WalletQuery, ai::AiQuery, purchases::PurchaseQuery, usage::UsageQuery);
 
 /// Every mutation, one part per capability.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(WalletMutation, ai::AiMutation, purchases::PurchaseMutation);
 
 /// Every subscription, one part per capability.
 #[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(WalletSubscription, ai::AiSubscription);
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// Automatic persisted queries kept per replica (a miss costs the client
+/// one round trip with the full query).
+const PERSISTED_QUERIES: usize = 4096;
 
 /// Limits on a query's shape.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +55,7 @@ pub struct QueryLimits {
 impl Default for QueryLimits {
     fn default() -> Self {
         QueryLimits {
-            depth: 12,
+            depth: 16,
             complexity: 1_000,
             document: DocumentLimits::default(),
         }
@@ -75,6 +82,12 @@ pub fn build_schema(
         // Outermost first: the metrics see each response as it leaves.
         .extension(metrics::RequestMetrics)
         .extension(guard::DocumentGuard(limits.document))
+        // After the guard: it parses hash-registered queries itself.
+        .extension(
+            async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries::new(
+                async_graphql::extensions::apollo_persisted_queries::LruCacheStorage::new(PERSISTED_QUERIES),
+            ),
+        )
         .extension(error::ErrorCodes)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)

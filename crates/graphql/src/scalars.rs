@@ -7,6 +7,9 @@ use creditgate_domain::Credits;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreditsScalar(pub Credits);
 
+/// An amount of credits: a decimal string with at most three fraction
+/// digits ("12", "0.125", "-3.5"), exact (stored as integer milli-credits).
+/// Never a float: read it as a string or a decimal type.
 #[Scalar(name = "Credits")]
 impl ScalarType for CreditsScalar {
     fn parse(value: Value) -> InputValueResult<Self> {

@@ -176,6 +176,12 @@ pub struct Wallet {
 
 #[ComplexObject]
 impl Wallet {
+    /// Stable for a user's wallet (the user's id), so client caches can
+    /// apply walletUpdated to the cached wallet.
+    async fn id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.user_id.clone())
+    }
+
     /// How AI features are paid for right now: BYOK when the user has a key
     /// that serves their requests, else CREDITS.
     async fn billing_mode(&self, ctx: &Context<'_>) -> ApiResult<BillingMode> {
@@ -239,6 +245,8 @@ pub struct ActivityEntry {
     pub description: Option<String>,
     /// The pricing version an AI entry was charged with.
     pub pricing_version: Option<String>,
+    /// Who made the request when it was not the wallet's owner (a SERVICE id).
+    pub actor: Option<String>,
 }
 
 impl From<Entry> for ActivityEntry {
@@ -263,6 +271,7 @@ impl From<Entry> for ActivityEntry {
             balance_after: e.balance_after.into(),
             description: e.description,
             pricing_version: e.pricing_version,
+            actor: e.actor,
         }
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct Prepared {
     pub(crate) output_budget: u32,
     pub(crate) min_output: u32,
     pub(crate) request_hash: String,
+    /// Who made the request for the paying user, if not themselves.
+    pub(crate) actor: Option<String>,
 }
 
 impl Prepared {
@@ -221,6 +223,7 @@ impl AiService {
             output_budget,
             min_output,
             request_hash: request_hash(req),
+            actor: req.actor.clone(),
         })
     }
 }

@@ -77,6 +77,7 @@ impl AiService {
             provider: Some(p.provider.clone()),
             model: Some(p.model.clone()),
             pricing_version: Some(self.0.pricing.version().to_owned()),
+            actor: p.actor.clone(),
             ..UsageDetails::default()
         }
     }

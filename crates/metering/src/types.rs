@@ -21,6 +21,8 @@ pub struct AiRequest {
     pub model: Option<String>,
     pub max_output_tokens: Option<i64>,
     pub idempotency_key: Option<String>,
+    /// Who made the request when it is not the paying user (a SERVICE id).
+    pub actor: Option<String>,
 }
 
 /// The result of a request (also kept with its hold for idempotent retries).

@@ -137,7 +137,7 @@ impl App {
 
     /// The HTTP routes.
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route(
                 "/graphql",
                 get(crate::graphql_http::get).post(crate::graphql_http::post),
@@ -157,8 +157,13 @@ impl App {
             )
             .layer(PropagateRequestIdLayer::new(crate::request_id::REQUEST_ID))
             .layer(SetRequestIdLayer::new(crate::request_id::REQUEST_ID, MakeRequestUuid))
-            .layer(axum::middleware::map_request(crate::request_id::drop_insane))
-            .with_state(self.clone())
+            .layer(axum::middleware::map_request(crate::request_id::drop_insane));
+        // Outermost: a preflight is answered before anything else runs.
+        match crate::cors::layer(&self.config.cors) {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
+        .with_state(self.clone())
     }
 
     /// `/metrics` on the public listener, when it is served there (behind
@@ -306,7 +311,16 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn graphql_ws(State(app): State<App>, _protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+async fn graphql_ws(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    _protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Browsers do not apply CORS to WebSockets: the origin is checked here.
+    if !crate::cors::upgrade_allowed(&app.config.cors, &headers) {
+        return (StatusCode::FORBIDDEN, "this origin may not open a WebSocket here").into_response();
+    }
     // The replica's connection limit, before the upgrade.
     let Some(permit) = app.realtime.try_connection() else {
         return (

@@ -90,7 +90,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             body_bytes: 256 * 1024,
-            query_depth: 12,
+            query_depth: 16,
             query_complexity: 1_000,
             query_nesting: 64,
             query_fragments: 100,
@@ -214,6 +214,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// OpenTelemetry traces.
     pub telemetry: TelemetryConfig,
+    /// Cross-origin SPAs.
+    pub cors: crate::cors::CorsConfig,
 }
 
 impl Default for Config {
@@ -246,6 +248,7 @@ impl Default for Config {
             ai: creditgate_metering::AiConfig::default(),
             metrics: MetricsConfig::default(),
             telemetry: TelemetryConfig::default(),
+            cors: crate::cors::CorsConfig::default(),
         }
     }
 }
@@ -307,6 +310,7 @@ impl Config {
             .validate(self.environment == "production")
             .map_err(|e| key(e.key(), e.to_string()))?;
         self.ai.pricing.table().map_err(|e| key("ai.pricing", e.to_string()))?;
+        self.cors.validate().map_err(|m| key("cors.allowed_origins", m))?;
         if self.limits.body_bytes < 1024 {
             return Err(key("limits.body_bytes", "must be at least 1024"));
         }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod cors;
 mod graphql_http;
 pub mod housekeeping;
 pub mod metrics;

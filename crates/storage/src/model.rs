@@ -191,6 +191,9 @@ pub struct UsageDetails {
     /// Of `output_tokens`, the reasoning tokens.
     #[serde(default)]
     pub reasoning_tokens: Option<i64>,
+    /// The SERVICE id that made the request for the wallet's owner.
+    #[serde(default)]
+    pub actor: Option<String>,
 }
 
 fn count(n: u64) -> Option<i64> {
@@ -245,6 +248,8 @@ pub struct Entry {
     pub reference: Option<String>,
     pub description: Option<String>,
     pub wallet_version: i64,
+    /// The SERVICE id that made the request for the wallet's owner.
+    pub actor: Option<String>,
 }
 
 impl TryFrom<journal_entries::Model> for Entry {
@@ -266,6 +271,7 @@ impl TryFrom<journal_entries::Model> for Entry {
             cached_input_tokens: m.cached_input_tokens,
             cache_write_tokens: m.cache_write_tokens,
             reasoning_tokens: m.reasoning_tokens,
+            actor: m.actor,
             credits_consumed: Credits::from_millis(m.credits_consumed),
             credits_avoided: Credits::from_millis(m.credits_avoided),
             monthly_delta: Credits::from_millis(m.monthly_delta),

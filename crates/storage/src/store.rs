@@ -359,6 +359,7 @@ impl LockedWallet {
                 cached_input_tokens: Set(usage.cached_input_tokens),
                 cache_write_tokens: Set(usage.cache_write_tokens),
                 reasoning_tokens: Set(usage.reasoning_tokens),
+                actor: Set(usage.actor),
             };
             let inserted = journal_entries::Entity::insert(row).exec_with_returning(&txn).await;
             let inserted = match inserted {

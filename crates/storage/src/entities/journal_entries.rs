@@ -31,6 +31,8 @@ pub struct Model {
     pub cached_input_tokens: Option<i64>,
     pub cache_write_tokens: Option<i64>,
     pub reasoning_tokens: Option<i64>,
+    /// The SERVICE id that made the request for the wallet's owner.
+    pub actor: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
