@@ -220,3 +220,27 @@ pub fn assert_no_internal(json: &Value, context: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::assert_no_internal;
+    use serde_json::json;
+
+    #[test]
+    fn the_internal_oracle_sees_every_shape_of_response() {
+        let internal = json!({"message": "boom", "extensions": {"code": "INTERNAL"}});
+        let fine = json!({"message": "no", "extensions": {"code": "BAD_USER_INPUT"}});
+        for response in [
+            json!({"data": null, "errors": [fine.clone(), internal.clone()]}),
+            json!([{"data": {}}, {"errors": [internal.clone()]}]),
+            json!([internal.clone()]),
+        ] {
+            assert!(
+                std::panic::catch_unwind(|| assert_no_internal(&response, "test")).is_err(),
+                "{response}"
+            );
+        }
+        assert_no_internal(&json!({"data": null, "errors": [fine.clone()]}), "test");
+        assert_no_internal(&json!([fine]), "test");
+    }
+}

@@ -31,8 +31,11 @@ pub mod replay;
 pub mod stripe;
 mod support;
 
+/// A target's body: one input, a panic when an oracle breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its `fuzz/corpus/<name>` folder.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("graphql", graphql::target),
     ("credits", credits::target),
     ("jwt", jwt::target),

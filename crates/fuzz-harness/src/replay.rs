@@ -10,7 +10,7 @@ pub fn fuzz_dir() -> PathBuf {
 }
 
 /// The target called `name` (its `fuzz/corpus/<name>` folder).
-pub fn target(name: &str) -> fn(&[u8]) {
+pub fn target(name: &str) -> crate::Target {
     crate::TARGETS
         .iter()
         .find(|(n, _)| *n == name)
