@@ -66,7 +66,12 @@ impl WsClient {
     }
 
     pub async fn send(&mut self, msg: Value) {
-        self.ws.send(Message::text(msg.to_string())).await.expect("send");
+        self.send_raw(msg.to_string()).await;
+    }
+
+    /// Sends a text frame as it is (it need not be JSON).
+    pub async fn send_raw(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.expect("send");
     }
 
     /// Starts a subscription; returns its id.

@@ -73,6 +73,7 @@ async fn main() -> Result<()> {
                 email: None,
                 team: None,
                 org_name: None,
+                expires_at: None,
             })
             .await?;
         store

@@ -17,3 +17,5 @@ pub mod plans;
 pub use plans::{Plan, PlanCatalog, PlanCatalogError};
 pub mod pricing;
 pub use pricing::{FeaturePricing, ModelPrice, PricingError, PricingTable, approx_tokens, max_prompt_tokens};
+pub mod text;
+pub use text::{TextError, check_id, check_key, check_text, clean_display};

@@ -97,6 +97,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<creditgate_domain::TextError> for ApiError {
+    fn from(e: creditgate_domain::TextError) -> Self {
+        ApiError::bad_input(e.to_string())
+    }
+}
+
 impl From<creditgate_metering::AiError> for ApiError {
     fn from(e: creditgate_metering::AiError) -> Self {
         use creditgate_metering::AiError as E;

@@ -4,6 +4,7 @@
 mod ai;
 mod context;
 mod error;
+mod guard;
 mod purchases;
 mod scalars;
 mod schema;
@@ -15,6 +16,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 pub use context::{ApiLimits, Auth, CallerUser, Services};
 pub use error::{ApiError, ApiResult, Code};
+pub use guard::{DocumentError, DocumentLimits, HttpGet, check_document};
 pub use scalars::CreditsScalar;
 pub use schema::{WalletMutation, WalletQuery};
 pub use subscriptions::WalletSubscription;
@@ -38,6 +40,8 @@ pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 pub struct QueryLimits {
     pub depth: usize,
     pub complexity: usize,
+    /// Checked on the query text before it is parsed.
+    pub document: DocumentLimits,
 }
 
 impl Default for QueryLimits {
@@ -45,6 +49,7 @@ impl Default for QueryLimits {
         QueryLimits {
             depth: 12,
             complexity: 1_000,
+            document: DocumentLimits::default(),
         }
     }
 }
@@ -66,6 +71,7 @@ pub fn build_schema(
     );
     extend(builder)
         .data(services)
+        .extension(guard::DocumentGuard(limits.document))
         .extension(error::ErrorCodes)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)

@@ -11,7 +11,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::scalars::CreditsScalar;
 use crate::types::*;
 
-const MAX_KEY_LEN: usize = 200;
 const MAX_REASON_LEN: usize = 500;
 
 pub(crate) fn encode_cursor(entry_id: i64) -> String {
@@ -28,13 +27,7 @@ pub(crate) fn decode_cursor(cursor: &str) -> ApiResult<i64> {
 }
 
 pub(crate) fn check_idempotency_key(key: &str) -> ApiResult<String> {
-    let key = key.trim();
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(ApiError::bad_input(format!(
-            "idempotencyKey must have 1 to {MAX_KEY_LEN} characters"
-        )));
-    }
-    Ok(key.to_owned())
+    Ok(creditgate_domain::check_key("idempotencyKey", key)?.to_owned())
 }
 
 /// The wallet's queries.
@@ -128,6 +121,7 @@ impl WalletMutation {
         idempotency_key: String,
     ) -> ApiResult<ActivityEntry> {
         require_role(ctx, DomainRole::Service)?;
+        creditgate_domain::check_id("userId", &user_id)?;
         if !amount.0.is_positive() {
             return Err(ApiError::bad_input(format!(
                 "a grant must be positive, got {}",

@@ -196,22 +196,37 @@ fn object<T: serde::de::DeserializeOwned>(kind: &str, value: serde_json::Value) 
     serde_json::from_value(value).map_err(|e| EventError(format!("{kind}: {e}")))
 }
 
+/// An id of the event, by the documented text rules (what is stored must
+/// store the same on both databases).
+fn checked_id(kind: &str, field: &'static str, id: String) -> Result<String, EventError> {
+    creditgate_domain::check_id(field, &id).map_err(|e| EventError(format!("{kind}: {e}")))?;
+    Ok(id)
+}
+
 fn session(kind: &str, value: serde_json::Value) -> Result<(SessionRef, Option<String>), EventError> {
-    let s: RawSession = object(kind, value)?;
+    let mut s: RawSession = object(kind, value)?;
     if s.id.is_empty() {
         return Err(EventError(format!("{kind}: the session has no id")));
     }
+    s.id = checked_id(kind, "id", s.id)?;
     let purchase_id = s
         .client_reference_id
         .filter(|c| !c.is_empty())
-        .or_else(|| s.metadata.and_then(|mut m| m.remove("purchase_id")));
+        .or_else(|| s.metadata.and_then(|mut m| m.remove("purchase_id")))
+        .map(|p| checked_id(kind, "client_reference_id", p))
+        .transpose()?;
+    let payment_intent = s
+        .payment_intent
+        .map(|p| checked_id(kind, "payment_intent", p.id()))
+        .transpose()?;
+    let currency = s.currency.map(|c| checked_id(kind, "currency", c)).transpose()?;
     Ok((
         SessionRef {
             session_id: s.id,
             purchase_id,
-            payment_intent: s.payment_intent.map(IdOrObject::id),
+            payment_intent,
             amount_total: s.amount_total,
-            currency: s.currency,
+            currency,
         },
         s.payment_status,
     ))
@@ -223,7 +238,9 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventError> {
     if raw.id.is_empty() {
         return Err(EventError("the event has no id".into()));
     }
-    let kind = raw.kind.as_str();
+    let id = checked_id("event", "id", raw.id)?;
+    let event_type = checked_id("event", "type", raw.kind)?;
+    let kind = event_type.as_str();
     let action = match kind {
         "checkout.session.completed" => match session(kind, raw.data.object)? {
             (s, Some(status)) if status == "paid" => EventAction::Paid(s),
@@ -240,6 +257,7 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventError> {
                 .map(IdOrObject::id)
                 .filter(|p| !p.is_empty())
                 .ok_or_else(|| EventError("charge.refunded: the charge has no payment_intent".into()))?;
+            let payment_intent = checked_id(kind, "payment_intent", payment_intent)?;
             if c.amount <= 0 || c.amount_refunded < 0 {
                 return Err(EventError("charge.refunded: amounts out of range".into()));
             }
@@ -253,8 +271,8 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventError> {
         _ => EventAction::Ignored,
     };
     Ok(StripeEvent {
-        id: raw.id,
-        kind: raw.kind,
+        id,
+        kind: event_type,
         action,
     })
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use creditgate_storage::{Entry, Store, StoreError, Wallet, WalletChange, WalletListener};
 use futures::Stream;
@@ -328,7 +329,8 @@ impl Hub {
     /// Starts the hub on a connected store: returns the store to use from
     /// now on (it tells the hub of every commit) and the hub. With
     /// cross-replica fan-out on (PostgreSQL), also starts the LISTEN task on
-    /// `database_url`; the store must then have been connected with
+    /// `config.listen_url` (default `database_url`), with its heartbeat sent
+    /// through the store's pool; the store must then have been connected with
     /// `StoreOptions::notify_channel = config.notify_channel_for(url)`.
     /// Must be called inside a tokio runtime.
     pub fn start(store: Store, config: &RealtimeConfig, database_url: &str) -> (Store, Hub) {
@@ -358,9 +360,15 @@ impl Hub {
             tokio::spawn(run_shard(i, fanout.clone(), store.clone(), rx, cancel.child_token()));
         }
         if config.cross_replica_for(database_url) {
+            let settings = crate::pg::ListenSettings {
+                url: config.listen_url_for(database_url).to_owned(),
+                channel: config.notify_channel.clone(),
+                heartbeat: Duration::from_secs(config.listen_heartbeat_secs.max(1)),
+                heartbeat_timeout: Duration::from_secs(config.listen_heartbeat_timeout_secs.max(1)),
+            };
             tokio::spawn(crate::pg::listen(
-                database_url.to_owned(),
-                config.notify_channel.clone(),
+                settings,
+                store.connection().clone(),
                 fanout.clone(),
                 cancel.child_token(),
             ));

@@ -11,7 +11,6 @@ mod config;
 mod hub;
 mod limits;
 mod pg;
-pub mod token;
 pub mod ws;
 
 pub use config::RealtimeConfig;

@@ -33,6 +33,7 @@ async fn setup(backend: Backend, buffer: usize) -> (TestDb, Store, Hub) {
                 email: None,
                 team: None,
                 org_name: None,
+                expires_at: None,
             })
             .await
             .unwrap();

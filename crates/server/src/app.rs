@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::Data;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::GraphQLProtocol;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use creditgate_domain::Clock;
-use creditgate_graphql::{ApiLimits, ApiSchema, Auth, CallerUser, QueryLimits, Services, build_schema};
+use creditgate_graphql::{ApiLimits, ApiSchema, Auth, QueryLimits, Services, build_schema};
 use creditgate_realtime::Hub;
 use creditgate_realtime::ws::{CLOSE_FORBIDDEN, CLOSE_TOO_MANY_CONNECTIONS, InitOutcome, WsSettings};
 use creditgate_storage::{Store, StoreError, StoreOptions};
@@ -40,6 +40,9 @@ pub enum AppError {
     #[error("BYOK keys: {0}")]
     Vault(#[from] creditgate_metering::VaultError),
 }
+
+/// The deepest bracket nesting a query may be configured to allow.
+const MAX_QUERY_NESTING: usize = 256;
 
 /// Everything a running server shares.
 #[derive(Clone)]
@@ -80,6 +83,14 @@ impl App {
             message: message.into(),
         })?;
         options.notify_channel = config.realtime.notify_channel_for(&config.database_url());
+        if config.limits.query_nesting == 0 || config.limits.query_nesting > MAX_QUERY_NESTING {
+            // Deeper than this, the GraphQL parser's recursion could exhaust a worker's stack.
+            return Err(ConfigError::Key {
+                key: "limits.query_nesting",
+                message: format!("must be 1 to {MAX_QUERY_NESTING}"),
+            }
+            .into());
+        }
         let store = Store::connect(&options, clock, plans).await?;
         store.migrate().await?;
         // Before anything takes a copy of the store: every commit must reach the hub.
@@ -98,6 +109,10 @@ impl App {
             QueryLimits {
                 depth: config.limits.query_depth,
                 complexity: config.limits.query_complexity,
+                document: creditgate_graphql::DocumentLimits {
+                    nesting: config.limits.query_nesting,
+                    fragments: config.limits.query_fragments,
+                },
             },
             // Each capability adds its own data here, one `.data(...)` each.
             |builder| builder.data(payments.clone()).data(realtime.clone()).data(ai.clone()),
@@ -116,7 +131,10 @@ impl App {
     /// The HTTP routes.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/graphql", get(graphiql).post(graphql))
+            .route(
+                "/graphql",
+                get(crate::graphql_http::get).post(crate::graphql_http::post),
+            )
             .route("/graphql/ws", get(graphql_ws))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
@@ -170,7 +188,7 @@ impl App {
         })
     }
 
-    fn auth_from(&self, header: Option<&str>) -> Auth {
+    pub(crate) fn auth_from(&self, header: Option<&str>) -> Auth {
         match self.auth.authenticate_header(header) {
             Ok(id) => Auth::Caller(id),
             Err(AuthError::Missing) => Auth::Missing,
@@ -220,21 +238,6 @@ pub fn identity_path(config: &Config) -> Result<std::path::PathBuf, AppError> {
             Ok(config.data_dir.join("byok-identity.txt"))
         }
     }
-}
-
-async fn graphql(State(app): State<App>, headers: HeaderMap, req: GraphQLRequest) -> GraphQLResponse {
-    let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let req = req.into_inner().data(app.auth_from(header)).data(CallerUser::default());
-    app.schema.execute(req).await.into()
-}
-
-async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
 }
 
 async fn readyz(State(app): State<App>) -> Response {
@@ -299,10 +302,9 @@ fn connection_init(app: &App, payload: serde_json::Value) -> InitOutcome {
             reason: "too many connections for this user".into(),
         };
     };
+    // The expiry of the token just verified, with the leeway verification allows.
     let leeway = chrono::Duration::seconds(i64::try_from(app.config.jwt.leeway_secs).unwrap_or(0));
-    let expires_at = header
-        .and_then(creditgate_realtime::token::jwt_expiry)
-        .map(|exp| exp + leeway);
+    let expires_at = id.expires_at.map(|exp| exp + leeway);
     let mut data = Data::default();
     data.insert(Auth::Caller(id));
     InitOutcome::Accepted {

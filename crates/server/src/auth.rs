@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use creditgate_domain::Role;
 use creditgate_storage::Identity;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
@@ -61,8 +61,6 @@ impl std::fmt::Debug for Authenticator {
             .finish_non_exhaustive()
     }
 }
-
-const NONEMPTY_MAX: usize = 256;
 
 impl Authenticator {
     pub fn from_config(config: &Config) -> Result<Authenticator, ConfigError> {
@@ -149,22 +147,21 @@ impl Authenticator {
                 c.role.chars().take(32).collect::<String>()
             ))
         })?;
+        // Ids are checked by the documented text rules (an id with a control
+        // character is refused); display claims are cleaned, never refused.
         for (name, value) in [("sub", &c.sub), ("org", &c.org)] {
-            if value.trim().is_empty() || value.len() > NONEMPTY_MAX {
-                return Err(AuthError::Invalid(format!(
-                    "claim `{name}` must have 1 to {NONEMPTY_MAX} characters"
-                )));
-            }
+            creditgate_domain::check_id(name, value).map_err(|e| AuthError::Invalid(format!("claim {e}")))?;
         }
-        let clip = |v: Option<String>| v.map(|s| s.chars().take(NONEMPTY_MAX).collect::<String>());
+        let clean = |v: Option<String>| v.as_deref().and_then(creditgate_domain::clean_display);
         Ok(Identity {
             user_id: c.sub,
             org_id: c.org,
             role,
-            name: clip(c.name),
-            email: clip(c.email),
-            team: clip(c.team),
-            org_name: clip(c.org_name),
+            name: clean(c.name),
+            email: clean(c.email),
+            team: clean(c.team),
+            org_name: clean(c.org_name),
+            expires_at: DateTime::from_timestamp(c.exp, 0),
         })
     }
 
@@ -242,4 +239,51 @@ fn read_or_create_secret(path: &Path) -> std::io::Result<SecretString> {
     f.write_all(secret.as_bytes())?;
     f.sync_all()?;
     Ok(SecretString::from(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "unit-secret-unit-secret-unit-secret-0123";
+
+    fn authenticator() -> Authenticator {
+        let config = Config::from_toml(&format!("jwt_secret = {SECRET:?}")).unwrap();
+        Authenticator::from_config(&config).unwrap()
+    }
+
+    fn sign(claims: &serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_identity_carries_the_verified_expiry() {
+        let exp = Utc::now().timestamp() + 600;
+        let token = sign(&json!({"sub": "alice", "org": "acme", "role": "member", "exp": exp}));
+        let id = authenticator().authenticate(&token).unwrap();
+        assert_eq!(id.expires_at.map(|t| t.timestamp()), Some(exp));
+    }
+
+    #[test]
+    fn an_expiry_edited_into_a_signed_token_is_refused() {
+        let exp = Utc::now().timestamp() + 600;
+        let token = sign(&json!({"sub": "alice", "org": "acme", "role": "member", "exp": exp}));
+        let later = URL_SAFE_NO_PAD
+            .encode(json!({"sub": "alice", "org": "acme", "role": "member", "exp": exp + 86_400}).to_string());
+        let parts: Vec<&str> = token.split('.').collect();
+        let edited = format!("{}.{later}.{}", parts[0], parts[2]);
+        assert_eq!(
+            authenticator().authenticate(&edited),
+            Err(AuthError::Invalid("bad signature".into()))
+        );
+    }
 }

@@ -78,6 +78,10 @@ pub struct LimitsConfig {
     pub body_bytes: usize,
     pub query_depth: usize,
     pub query_complexity: usize,
+    /// How deep a query's brackets may nest (checked before parsing).
+    pub query_nesting: usize,
+    /// How many fragments a query may define.
+    pub query_fragments: usize,
     /// Largest page of `activity`.
     pub max_page_size: u64,
 }
@@ -88,6 +92,8 @@ impl Default for LimitsConfig {
             body_bytes: 256 * 1024,
             query_depth: 12,
             query_complexity: 1_000,
+            query_nesting: 64,
+            query_fragments: 100,
             max_page_size: 100,
         }
     }

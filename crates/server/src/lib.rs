@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+mod graphql_http;
 pub mod webhooks;
 
 pub use app::{App, AppError};

@@ -78,6 +78,9 @@ pub struct Identity {
     pub email: Option<String>,
     pub team: Option<String>,
     pub org_name: Option<String>,
+    /// When the verified token stops being valid (its `exp`, without
+    /// leeway); `None` for callers without a token.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A wallet as of one committed version.

@@ -37,6 +37,7 @@ pub fn member(user: &str, org: &str) -> Identity {
         email: None,
         team: None,
         org_name: None,
+        expires_at: None,
     }
 }
 
