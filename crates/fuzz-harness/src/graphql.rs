@@ -5,7 +5,8 @@
 //! `content-type` of the POST, bit 4 the WebSocket protocol. The same body
 //! goes
 //! * as a `POST /graphql` body through `App::router()` (`tower::ServiceExt::oneshot`),
-//! * URL-encoded as the query string of `GET /graphql`,
+//! * as the parameters of `GET /graphql?query=...&variables=...` (a JSON
+//!   object's fields; anything else as the query),
 //! * as the `payload` of a WebSocket `subscribe` (or legacy `start`)
 //!   message, after a `connection_init`, to async-graphql's protocol
 //!   machine over the same schema (what `/graphql/ws` runs for each socket).
@@ -22,7 +23,7 @@ use async_graphql::Data;
 use async_graphql::http::{WebSocket, WebSocketProtocols, WsMessage};
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{Request, header};
 use creditgate_domain::Role;
 use creditgate_graphql::{ApiSchema, Auth};
 use creditgate_server::{Authenticator, TokenRequest};
@@ -109,7 +110,7 @@ pub fn target(data: &[u8]) {
     let identity = s.auth.authenticate(&ws_token).expect("the harness's own token");
     support::run(async move {
         post(router.clone(), token.as_deref(), content_type, body.clone()).await;
-        get(router, &body).await;
+        get(router, token.as_deref(), &body).await;
         websocket(schema, identity, protocol, &body).await;
     });
 }
@@ -138,19 +139,51 @@ async fn post(router: Router, token: Option<&str>, content_type: Option<&str>, b
     }
 }
 
-async fn get(router: Router, body: &[u8]) {
-    let query: String = url::form_urlencoded::byte_serialize(body).collect();
-    // A URI past the HTTP layer's limit (64 KiB) cannot be sent at all.
-    let Ok(req) = Request::builder()
+/// The body as GET parameters: a JSON object's `query`, `variables` and
+/// `operationName`, else the raw body as the query.
+fn query_string(body: &[u8]) -> String {
+    let mut params = url::form_urlencoded::Serializer::new(String::new());
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(request)) => {
+            for (key, value) in &request {
+                match value {
+                    Value::String(text) => params.append_pair(key, text),
+                    other => params.append_pair(key, &other.to_string()),
+                };
+            }
+        }
+        _ => {
+            params.append_pair("query", &String::from_utf8_lossy(body));
+        }
+    }
+    params.finish()
+}
+
+async fn get(router: Router, token: Option<&str>, body: &[u8]) {
+    let mut req = Request::builder()
         .method("GET")
-        .uri(format!("/graphql?query={query}"))
-        .body(Body::empty())
-    else {
+        .uri(format!("/graphql?{}", query_string(body)))
+        .header(header::ACCEPT, "application/json");
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    // A URI past the HTTP layer's limit (64 KiB) cannot be sent at all.
+    let Ok(req) = req.body(Body::empty()) else {
         return;
     };
     let resp = router.oneshot(req).await.expect("the router is infallible");
-    // GET serves GraphiQL whatever the query string says: it never executes.
-    assert_eq!(resp.status(), StatusCode::OK, "GET /graphql?query=...");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), RESPONSE_LIMIT)
+        .await
+        .expect("response body");
+    assert!(
+        !status.is_server_error(),
+        "GET /graphql answered {status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    if let Ok(json) = serde_json::from_slice::<Value>(&bytes) {
+        assert_no_internal(&json, "GET /graphql");
+    }
 }
 
 async fn websocket(schema: ApiSchema, identity: Identity, protocol: WebSocketProtocols, body: &[u8]) {

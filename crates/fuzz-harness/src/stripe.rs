@@ -71,6 +71,7 @@ async fn seed(store: Store) {
         email: None,
         team: None,
         org_name: None,
+        expires_at: None,
     };
     store.ensure_user(&buyer).await.expect("user");
     for i in 0..PURCHASES {

@@ -7,9 +7,8 @@ use creditgate_fuzz_harness::replay::replay;
 
 /// Deep nesting (lists, input objects, selection sets, variables, over HTTP
 /// and WebSocket) overflowed the stack inside async-graphql's parser and
-/// aborted the server.
+/// aborted the server (fixed by the nesting guard, crates/graphql/src/guard.rs).
 #[test]
-#[ignore = "until the pre-parse nesting guard lands on main: without it these abort the process"]
 fn graphql_deep_nesting() {
     assert!(replay("regressions", "graphql") > 0);
 }
