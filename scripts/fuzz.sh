@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every target (or the ones named) for a bounded time, one after the
-# other, then merges the inputs that reach new code into fuzz/corpus/<target>/
-# (minimized: only what adds coverage is kept).
+# other, then minimizes fuzz/corpus/<target>/: the hand-made seed-* inputs
+# (fuzz/seeds/make_seeds.py) plus the fewest other inputs, old or new, that
+# keep all the coverage.
 #
 #   bash scripts/fuzz.sh [seconds-per-target] [target...]
 #
@@ -30,7 +31,8 @@ cd fuzz
 cargo +nightly fuzz build
 for t in "${targets[@]}"; do
   case "$t" in
-    graphql | stripe_webhook) max_len=16384 ;;
+    credits) max_len=64 ;;
+    jwt | stripe_webhook) max_len=4096 ;;
     *) max_len=8192 ;;
   esac
   new="corpus-new/$t"
@@ -40,10 +42,14 @@ for t in "${targets[@]}"; do
   cargo +nightly fuzz run "$t" "$new" "corpus/$t" -- \
     -max_total_time="$secs" -max_len="$max_len" -timeout=10 \
     -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
-    -print_final_stats=1 2>&1 | tee "artifacts/$t/last-run.log" | grep -E "^#[0-9]+.*(DONE|pulse|NEW)|stat::|INFO: fuzzed|CRASH|ERROR|deadly" | tail -n 8 || true
-  echo "== $t: merging into corpus/$t"
-  cargo +nightly fuzz run "$t" "corpus/$t" "$new" -- -merge=1 -max_len="$max_len" 2>&1 | grep -E "MERGE-OUTER: [0-9]+ new files" || true
-  rm -rf "$new"
+    -print_final_stats=1 2>&1 | tee "artifacts/$t/last-run.log" | grep -E "^#[0-9]+|INFO: fuzzed|CRASH|ERROR|deadly" | tail -n 3 || true
+  echo "== $t: minimizing corpus/$t"
+  min="corpus-new/$t-min"
+  rm -rf "$min" && mkdir -p "$min"
+  cp corpus/"$t"/seed-* "$min"/ 2>/dev/null || true
+  cargo +nightly fuzz run "$t" "$min" "corpus/$t" "$new" -- -merge=1 -max_len="$max_len" 2>&1 | grep -E "MERGE-OUTER: [0-9]+ new files" || true
+  rm -rf "corpus/$t" && mv "$min" "corpus/$t" && rm -rf "$new"
+  echo "   corpus/$t: $(ls "corpus/$t" | wc -l) files, $(du -sh "corpus/$t" | cut -f1)"
 done
 rm -rf corpus-new
 

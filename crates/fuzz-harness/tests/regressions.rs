@@ -12,3 +12,11 @@ use creditgate_fuzz_harness::replay::replay;
 fn graphql_deep_nesting() {
     assert!(replay("regressions", "graphql") > 0);
 }
+
+/// A signed token whose unknown claim holds invalid UTF-8 is accepted
+/// (serde_json skips unknown fields unchecked): the harness's own oracle
+/// once choked on it.
+#[test]
+fn jwt() {
+    assert!(replay("regressions", "jwt") > 0);
+}
