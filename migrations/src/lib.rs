@@ -6,6 +6,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_ledger;
 mod m20261124_000002_purchases;
 mod m20261124_000003_byok;
+mod m20261125_000001_token_kinds;
+mod m20261201_000001_operations_indexes;
 
 pub struct Migrator;
 
@@ -16,6 +18,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_ledger::Migration),
             Box::new(m20261124_000002_purchases::Migration),
             Box::new(m20261124_000003_byok::Migration),
+            Box::new(m20261125_000001_token_kinds::Migration),
+            Box::new(m20261201_000001_operations_indexes::Migration),
         ]
     }
 }

@@ -290,4 +290,5 @@ impl Drop for Replica {
     }
 }
 
+pub mod openai;
 pub mod ws;

@@ -13,13 +13,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const PLATFORM_KEY: &str = "sk-platform-0123456789abcdef";
 const ALICE_KEY: &str = "sk-alice-SECRET-9f8e7d6c5b4a";
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../fixtures/providers/openai/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
+use creditgate_e2e::openai::{mock_openai, openai_fixture as fixture};
 
 /// Everything the servers of this test process log, to prove no key is in it.
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
@@ -57,35 +51,7 @@ struct Env {
 /// key, 401 for any other key; /v1/models validates keys the same way.
 async fn env_with(backend: Backend, extra: &str) -> Env {
     captured_logs();
-    let mock = MockServer::start().await;
-    for key in [PLATFORM_KEY, ALICE_KEY] {
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .and(header("authorization", format!("Bearer {key}").as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat-response.json"), "application/json"))
-            .with_priority(5)
-            .mount(&mock)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/v1/models"))
-            .and(header("authorization", format!("Bearer {key}").as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("models-list.json"), "application/json"))
-            .with_priority(5)
-            .mount(&mock)
-            .await;
-    }
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(401).set_body_raw(fixture("error-401.json"), "application/json"))
-        .with_priority(10)
-        .mount(&mock)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/models"))
-        .respond_with(ResponseTemplate::new(401).set_body_raw(fixture("error-401.json"), "application/json"))
-        .with_priority(10)
-        .mount(&mock)
-        .await;
+    let mock = mock_openai(&[PLATFORM_KEY, ALICE_KEY], None).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("openai-key");
     std::fs::write(&key_file, PLATFORM_KEY).unwrap();

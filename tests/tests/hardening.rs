@@ -452,7 +452,52 @@ async fn nul_in_webhook_ids_is_refused(backend: Backend) {
     still_serving(&app).await;
 }
 
+// ------------------------------------------------------------ error codes
+
+/// INTERNAL comes from the server's own failures only (here: its database
+/// refusing), and says nothing of them.
+async fn internal_is_a_server_failure_and_says_nothing(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::new(backend).await;
+    let alice = app.member("alice", "acme");
+    app.wallet(&alice).await;
+    let db = app.app.store.connection();
+    db.execute_unprepared("ALTER TABLE wallets RENAME TO wallets_away")
+        .await
+        .unwrap();
+    let r = app.gql(Some(&alice), "{ wallet { available } }", json!({})).await;
+    assert_eq!(r.code(), "INTERNAL");
+    assert_eq!(r.message(), "internal error; it has been logged");
+    db.execute_unprepared("ALTER TABLE wallets_away RENAME TO wallets")
+        .await
+        .unwrap();
+    assert_eq!(app.wallet(&alice).await["available"], "100");
+}
+
 on_both_databases!(
     nul_in_text_is_bad_input_on_every_database,
-    nul_in_webhook_ids_is_refused
+    nul_in_webhook_ids_is_refused,
+    internal_is_a_server_failure_and_says_nothing,
 );
+
+/// Every code the API can return is asserted by some end-to-end test (this
+/// file's folder), and INTERNAL only as above or as what must not happen.
+#[test]
+fn every_error_code_is_reached_by_a_test() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let sources: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    for code in creditgate_graphql::Code::ALL {
+        // As an expected value: `"CODE"` in an assertion or a table of cases.
+        let quoted = format!("\"{}\"", code.as_str());
+        assert!(
+            sources.contains(quoted.as_str()),
+            "no test asserts the code {}",
+            code.as_str()
+        );
+    }
+}

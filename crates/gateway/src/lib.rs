@@ -41,7 +41,9 @@
 
 mod config;
 mod error;
+pub mod metrics;
 mod stream;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -55,9 +57,11 @@ use creditgate_provider_sdk::{
 use secrecy::{ExposeSecret, SecretString};
 
 pub use config::{ProviderConfig, ProvidersConfig, executable_dir};
+pub use creditgate_domain::TokenUsage;
 pub use creditgate_provider_sdk::{ChatRequest, Message, ModelInfo, Role, Usage};
 pub use error::{ErrorKind, GatewayError, KeySource, ProviderError, SkippedPlugin};
 pub use stream::{ChatStream, StreamEvent, StreamMeter, StreamSnapshot};
+pub use usage::token_usage;
 
 /// The longest response body read (16 MiB).
 const MAX_BODY: usize = 16 << 20;
@@ -534,7 +538,8 @@ fn info(entry: &Entry) -> ProviderInfo {
     }
 }
 
-fn log_outcome(entry: &Entry, op: &str, model: &str, started: Instant, error: Option<&ProviderError>) {
+fn log_outcome(entry: &Entry, op: &'static str, model: &str, started: Instant, error: Option<&ProviderError>) {
+    metrics::record_call(&entry.id, op, started.elapsed(), error);
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match error {
         None => tracing::debug!(provider = %entry.id, op, model, elapsed_ms, "provider call done"),

@@ -49,6 +49,12 @@ pub struct StreamSnapshot {
     pub input_tokens: Option<u64>,
     /// Output tokens, if the provider reported them (at the end).
     pub output_tokens: Option<u64>,
+    /// Of the input, tokens read from the prompt cache, if reported.
+    pub cached_input_tokens: Option<u64>,
+    /// Of the input, tokens written to the prompt cache, if reported.
+    pub cache_write_tokens: Option<u64>,
+    /// Of the output, reasoning tokens, if reported.
+    pub reasoning_tokens: Option<u64>,
     /// The model, once known.
     pub model: String,
     /// Whether the provider said the answer is complete.
@@ -60,12 +66,30 @@ pub struct StreamSnapshot {
 }
 
 impl StreamSnapshot {
-    /// Both counts, when known.
+    /// The usage, when both totals are known (an unreported part is 0).
     pub fn usage(&self) -> Option<Usage> {
-        Some(Usage {
-            input_tokens: self.input_tokens?,
-            output_tokens: self.output_tokens?,
-        })
+        self.reported().complete()
+    }
+
+    /// What the provider reported so far, field by field.
+    pub fn reported(&self) -> UsageUpdate {
+        UsageUpdate {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+        }
+    }
+
+    fn apply(&mut self, update: &UsageUpdate) {
+        let mut running = self.reported();
+        running.apply(update);
+        self.input_tokens = running.input_tokens;
+        self.output_tokens = running.output_tokens;
+        self.cached_input_tokens = running.cached_input_tokens;
+        self.cache_write_tokens = running.cache_write_tokens;
+        self.reasoning_tokens = running.reasoning_tokens;
     }
 }
 
@@ -208,17 +232,7 @@ impl ChatStream {
                         self.meter.update(|s| s.text.push_str(&text));
                         self.pending.push_back(Ok(StreamEvent::TextDelta(text)));
                     }
-                    PluginEvent::Usage(UsageUpdate {
-                        input_tokens,
-                        output_tokens,
-                    }) => self.meter.update(|s| {
-                        if input_tokens.is_some() {
-                            s.input_tokens = input_tokens;
-                        }
-                        if output_tokens.is_some() {
-                            s.output_tokens = output_tokens;
-                        }
-                    }),
+                    PluginEvent::Usage(update) => self.meter.update(|s| s.apply(&update)),
                     PluginEvent::Model { model } => self.meter.update(|s| s.model = model),
                     PluginEvent::Done => {
                         self.finished();

@@ -126,6 +126,15 @@ async fn openai_mock() -> MockServer {
     server
 }
 
+/// The recorded stream with the cache-hit fixture's cache read (2,051) in
+/// `message_start` and in the cumulative `message_delta`.
+fn anthropic_cache_stream() -> String {
+    let recorded = fixture("anthropic/messages-stream.sse");
+    let zero = r#""cache_read_input_tokens":0"#;
+    assert_eq!(recorded.matches(zero).count(), 2);
+    recorded.replace(zero, r#""cache_read_input_tokens":2051"#)
+}
+
 async fn anthropic_mock() -> MockServer {
     let server = MockServer::start().await;
     let messages = || {
@@ -142,6 +151,17 @@ async fn anthropic_mock() -> MockServer {
     messages()
         .and(header("x-api-key", "ant-good"))
         .respond_with(json(200, fixture("anthropic/messages-response.json")))
+        .mount(&server)
+        .await;
+    messages()
+        .and(header("x-api-key", "ant-cache"))
+        .and(body_partial_json(serde_json::json!({"stream": true})))
+        .respond_with(sse(anthropic_cache_stream()))
+        .mount(&server)
+        .await;
+    messages()
+        .and(header("x-api-key", "ant-cache"))
+        .respond_with(json(200, fixture("anthropic/messages-response-cache-hit.json")))
         .mount(&server)
         .await;
     messages()
@@ -290,13 +310,7 @@ async fn openai_chat_sends_the_recorded_request_and_parses_the_answer() {
         .await
         .unwrap();
     assert_eq!(answer.text, TEXT);
-    assert_eq!(
-        answer.usage,
-        Some(Usage {
-            input_tokens: 27,
-            output_tokens: 7
-        })
-    );
+    assert_eq!(answer.usage, Some(Usage::new(27, 7)));
     assert_eq!(answer.model, "gpt-4o-mini-2024-07-18");
     let received = s.openai.received_requests().await.unwrap();
     let sent = received
@@ -341,10 +355,7 @@ async fn openai_stream_yields_the_text_and_the_final_usage() {
     assert_eq!(
         finished,
         Some(StreamEvent::Finished {
-            usage: Some(Usage {
-                input_tokens: 27,
-                output_tokens: 7
-            }),
+            usage: Some(Usage::new(27, 7)),
             model: "gpt-4o-mini-2024-07-18".into()
         })
     );
@@ -362,13 +373,7 @@ async fn anthropic_chat_and_stream() {
         .await
         .unwrap();
     assert_eq!(answer.text, TEXT);
-    assert_eq!(
-        answer.usage,
-        Some(Usage {
-            input_tokens: 24,
-            output_tokens: 10
-        })
-    );
+    assert_eq!(answer.usage, Some(Usage::new(24, 10)));
     let stream = s
         .gateway
         .chat_stream("anthropic", anthropic_request(), user("ant-good"))
@@ -380,13 +385,47 @@ async fn anthropic_chat_and_stream() {
     assert!(matches!(
         finished,
         Some(StreamEvent::Finished {
-            usage: Some(Usage {
-                input_tokens: 24,
-                output_tokens: 10
-            }),
+            usage: Some(u),
             ..
-        })
+        }) if u == Usage::new(24, 10)
     ));
+}
+
+#[tokio::test]
+async fn cache_reads_cross_the_plugin_boundary_as_a_part_of_the_input() {
+    let s = setup().await;
+    let cached = Usage::new(24 + 2051, 10).cached_input(2051);
+    let answer = s
+        .gateway
+        .chat("anthropic", anthropic_request(), user("ant-cache"))
+        .await
+        .unwrap();
+    assert_eq!(answer.usage, Some(cached));
+    let tokens = answer.token_usage().unwrap();
+    assert_eq!((tokens.plain_input(), tokens.cached_input()), (24, 2051));
+    let stream = s
+        .gateway
+        .chat_stream(
+            "anthropic",
+            ChatRequest {
+                stream: true,
+                ..anthropic_request()
+            },
+            user("ant-cache"),
+        )
+        .await
+        .unwrap();
+    let meter = stream.meter();
+    let (text, finished, error) = collect(stream).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(text, TEXT);
+    assert!(
+        matches!(finished, Some(StreamEvent::Finished { usage: Some(u), .. }) if u == cached),
+        "{finished:?}"
+    );
+    let snap = meter.snapshot();
+    assert_eq!(snap.cached_input_tokens, Some(2051));
+    assert_eq!(snap.token_usage_or(0, 0), tokens);
 }
 
 #[tokio::test]

@@ -146,9 +146,11 @@ fn result(outcome: AiOutcome) -> ApiResult<AiResult> {
 
 #[derive(SimpleObject, Clone, Debug)]
 pub struct CostEstimate {
-    /// The most this request can cost; this much is held while it runs.
+    /// The most this request can cost; this much is held while it runs (0 through BYOK).
     pub max_credits: CreditsScalar,
     pub billing_mode: BillingMode,
+    /// What the request would cost at most if paid with credits, whoever pays.
+    pub credits_if_paid: CreditsScalar,
 }
 
 /// One event of a streamed AI response: text deltas, then one final result.
@@ -214,6 +216,7 @@ impl AiQuery {
         Ok(CostEstimate {
             max_credits: e.max_credits.into(),
             billing_mode: e.billing_mode.into(),
+            credits_if_paid: e.credits_if_paid.into(),
         })
     }
 }

@@ -21,6 +21,22 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, for documentation and for the test that proves each is
+    /// reachable.
+    pub const ALL: [Code; 11] = [
+        Code::Unauthenticated,
+        Code::Forbidden,
+        Code::BadUserInput,
+        Code::NotFound,
+        Code::InsufficientCredits,
+        Code::IdempotencyConflict,
+        Code::ByokKeyInvalid,
+        Code::ProviderError,
+        Code::ProviderUnavailable,
+        Code::RateLimited,
+        Code::Internal,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Code::Unauthenticated => "UNAUTHENTICATED",

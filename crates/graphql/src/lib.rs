@@ -5,6 +5,7 @@ mod ai;
 mod context;
 mod error;
 mod guard;
+pub mod metrics;
 mod purchases;
 mod scalars;
 mod schema;
@@ -71,6 +72,8 @@ pub fn build_schema(
     );
     extend(builder)
         .data(services)
+        // Outermost first: the metrics see each response as it leaves.
+        .extension(metrics::RequestMetrics)
         .extension(guard::DocumentGuard(limits.document))
         .extension(error::ErrorCodes)
         .limit_depth(limits.depth)

@@ -216,8 +216,20 @@ pub struct ActivityEntry {
     pub status: Option<AiRequestStatus>,
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// All input tokens, cache reads and writes included.
     pub input_tokens: Option<i32>,
+    /// All output tokens, reasoning included.
     pub output_tokens: Option<i32>,
+    /// Of `inputTokens`, those read from the provider's prompt cache (billed
+    /// at the model's cached-input price). Null on entries that are not AI
+    /// interactions and on entries recorded before token kinds were.
+    pub cached_input_tokens: Option<i32>,
+    /// Of `inputTokens`, those written to the provider's prompt cache (billed
+    /// at the model's cache-write price).
+    pub cache_write_tokens: Option<i32>,
+    /// Of `outputTokens`, the reasoning tokens (billed at the model's
+    /// reasoning price).
+    pub reasoning_tokens: Option<i32>,
     /// Credits this entry took from the wallet (0 for BYOK and failed requests).
     pub credits_consumed: CreditsScalar,
     pub monthly_delta: CreditsScalar,
@@ -242,6 +254,9 @@ impl From<Entry> for ActivityEntry {
             model: e.model,
             input_tokens: tokens(e.input_tokens),
             output_tokens: tokens(e.output_tokens),
+            cached_input_tokens: tokens(e.cached_input_tokens),
+            cache_write_tokens: tokens(e.cache_write_tokens),
+            reasoning_tokens: tokens(e.reasoning_tokens),
             credits_consumed: e.credits_consumed.into(),
             monthly_delta: e.monthly_delta.into(),
             permanent_delta: e.permanent_delta.into(),

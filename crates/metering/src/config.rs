@@ -14,6 +14,15 @@ pub struct ModelPriceConfig {
     pub input_per_1k: Credits,
     pub output_per_1k: Credits,
     pub max_output_tokens: u32,
+    /// Input read from the provider's prompt cache; default: `input_per_1k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_1k: Option<Credits>,
+    /// Input written to the provider's prompt cache; default: `input_per_1k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_1k: Option<Credits>,
+    /// Reasoning (thinking) output; default: `output_per_1k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_per_1k: Option<Credits>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +91,18 @@ fn price(provider: &str, model: &str, input: i64, output: i64, max_output_tokens
         input_per_1k: Credits::from_millis(input),
         output_per_1k: Credits::from_millis(output),
         max_output_tokens,
+        cached_input_per_1k: None,
+        cache_write_per_1k: None,
+        reasoning_per_1k: None,
     }
+}
+
+/// A model with a prompt cache: reads at `cached`, writes at `write`
+/// (milli-credits per 1,000 tokens); `None` prices them as plain input.
+fn cached(mut p: ModelPriceConfig, cached: i64, write: Option<i64>) -> ModelPriceConfig {
+    p.cached_input_per_1k = Some(Credits::from_millis(cached));
+    p.cache_write_per_1k = write.map(Credits::from_millis);
+    p
 }
 
 impl Default for PricingConfig {
@@ -148,12 +168,23 @@ impl Default for PricingConfig {
             version: "2026-11-01".into(),
             models: vec![
                 price("demo", "demo-1", 500, 1_500, 4_096),
-                price("openai", "gpt-4o-mini", 150, 600, 16_384),
-                price("openai", "gpt-4o", 2_500, 10_000, 16_384),
-                price("openai", "gpt-4.1", 2_000, 8_000, 32_768),
-                price("openai", "gpt-5", 1_250, 10_000, 128_000),
-                price("anthropic", "claude-sonnet-4-6", 3_000, 15_000, 64_000),
-                price("anthropic", "claude-haiku-4-5-20251001", 1_000, 5_000, 64_000),
+                // As the providers bill them: OpenAI's cached input at its
+                // cached price (reasoning at the output price); Anthropic's
+                // cache reads at 0.1x and 5-minute cache writes at 1.25x input.
+                cached(price("openai", "gpt-4o-mini", 150, 600, 16_384), 75, None),
+                cached(price("openai", "gpt-4o", 2_500, 10_000, 16_384), 1_250, None),
+                cached(price("openai", "gpt-4.1", 2_000, 8_000, 32_768), 500, None),
+                cached(price("openai", "gpt-5", 1_250, 10_000, 128_000), 125, None),
+                cached(
+                    price("anthropic", "claude-sonnet-4-6", 3_000, 15_000, 64_000),
+                    300,
+                    Some(3_750),
+                ),
+                cached(
+                    price("anthropic", "claude-haiku-4-5-20251001", 1_000, 5_000, 64_000),
+                    100,
+                    Some(1_250),
+                ),
             ],
             features,
             default_models,
@@ -167,9 +198,10 @@ impl PricingConfig {
         for m in &self.models {
             let key = (m.provider.clone(), m.model.clone());
             let price = ModelPrice {
-                input_per_1k: m.input_per_1k,
-                output_per_1k: m.output_per_1k,
-                max_output_tokens: m.max_output_tokens,
+                cached_input_per_1k: m.cached_input_per_1k,
+                cache_write_per_1k: m.cache_write_per_1k,
+                reasoning_per_1k: m.reasoning_per_1k,
+                ..ModelPrice::new(m.input_per_1k, m.output_per_1k, m.max_output_tokens)
             };
             if models.insert(key, price).is_some() {
                 return Err(PricingError::Invalid(format!(
@@ -208,5 +240,27 @@ mod tests {
     fn shipped_pricing_is_valid() {
         let t = PricingConfig::default().table().unwrap();
         assert_eq!(t.feature(AiFeature::Chat).unwrap().default_provider, "demo");
+        let sonnet = t.price("anthropic", "claude-sonnet-4-6").unwrap();
+        assert_eq!(sonnet.cached_input().to_string(), "0.3");
+        assert_eq!(sonnet.cache_write().to_string(), "3.75");
+        assert_eq!(sonnet.reasoning(), sonnet.output_per_1k);
+    }
+
+    #[test]
+    fn token_kind_prices_are_optional_keys() {
+        let m: ModelPriceConfig = serde_json::from_value(serde_json::json!({
+            "provider": "openai", "model": "o-x", "input_per_1k": "1", "output_per_1k": "4",
+            "max_output_tokens": 1000, "cached_input_per_1k": "0.25", "reasoning_per_1k": "5",
+        }))
+        .unwrap();
+        assert_eq!(m.cached_input_per_1k, Some("0.25".parse().unwrap()));
+        assert_eq!(m.cache_write_per_1k, None);
+        assert_eq!(m.reasoning_per_1k, Some("5".parse().unwrap()));
+        let mut config = PricingConfig::default();
+        config.models.push(m);
+        let table = config.table().unwrap();
+        let price = table.price("openai", "o-x").unwrap();
+        assert_eq!(price.cache_write(), price.input_per_1k);
+        assert_eq!(price.reasoning().to_string(), "5");
     }
 }

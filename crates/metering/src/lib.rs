@@ -4,10 +4,20 @@
 //! behind the store, the gateway and the vault.
 
 pub mod config;
+mod error;
+mod hold;
+mod keys;
+mod prepare;
 pub mod routing;
-pub mod service;
+mod run;
+mod service;
+mod settle;
+mod stream;
+mod types;
 pub mod vault;
 
 pub use config::{AiConfig, PricingConfig};
-pub use service::{AiError, AiMessage, AiOutcome, AiRequest, AiService, Estimate, FeatureInfo, StreamItem};
+pub use error::AiError;
+pub use service::AiService;
+pub use types::{AiMessage, AiOutcome, AiRequest, Estimate, FeatureInfo, StreamItem};
 pub use vault::{KeyVault, VaultError, hint};

@@ -72,15 +72,25 @@ impl KeyVault {
         Self::new(age::x25519::Identity::generate())
     }
 
+    /// The identity in `path`, which must exist (production: every replica
+    /// must decrypt with the same identity, so none is generated).
+    pub fn load(path: &Path) -> Result<Self, VaultError> {
+        Self::load_or(path, false)
+    }
+
     /// The identity in `path`, created there (mode 0600) when missing.
     pub fn load_or_create(path: &Path) -> Result<Self, VaultError> {
+        Self::load_or(path, true)
+    }
+
+    fn load_or(path: &Path, create: bool) -> Result<Self, VaultError> {
         let err = |reason: String| VaultError::Identity {
             path: path.to_owned(),
             reason,
         };
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text).ok_or_else(|| err("not an age X25519 identity".into())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let vault = Self::generate();
                 vault.write_identity(path).map_err(|e| err(e.to_string()))?;
                 Ok(vault)

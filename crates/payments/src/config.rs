@@ -23,6 +23,13 @@ pub struct PaymentsConfig {
     /// Replaces the shipped packs when given.
     pub packs: Vec<CreditPack>,
     pub stripe: StripeConfig,
+    /// Days a processed webhook event is remembered (so that a redelivery
+    /// is recognised) before the periodic sweep deletes it.
+    pub webhook_event_retention_days: u64,
+    /// Seconds after which the periodic sweep marks FAILED a PENDING
+    /// purchase that never got a checkout session (its call to the payment
+    /// provider failed or never happened).
+    pub abandoned_purchase_secs: u64,
 }
 
 impl Default for PaymentsConfig {
@@ -31,6 +38,8 @@ impl Default for PaymentsConfig {
             provider: ProviderKind::Dev,
             packs: PackCatalog::shipped_packs(),
             stripe: StripeConfig::default(),
+            webhook_event_retention_days: 30,
+            abandoned_purchase_secs: 3600,
         }
     }
 }
@@ -92,6 +101,8 @@ pub enum PaymentsConfigError {
     NotAUrl(&'static str),
     #[error("must be at least 1")]
     Zero(&'static str),
+    #[error("must be at least {min}")]
+    AtLeast { key: &'static str, min: u64 },
     #[error("the environment variable `{var}` is not set (or empty)")]
     SecretNotSet { key: &'static str, var: String },
     #[error("cannot build the Stripe client: {0}")]
@@ -105,7 +116,7 @@ impl PaymentsConfigError {
             PaymentsConfigError::Packs(_) => "payments.packs",
             PaymentsConfigError::DevInProduction => "payments.provider",
             PaymentsConfigError::Missing(k) | PaymentsConfigError::NotAUrl(k) | PaymentsConfigError::Zero(k) => k,
-            PaymentsConfigError::SecretNotSet { key, .. } => key,
+            PaymentsConfigError::SecretNotSet { key, .. } | PaymentsConfigError::AtLeast { key, .. } => key,
             PaymentsConfigError::Client(_) => "payments.stripe",
         }
     }
@@ -120,6 +131,15 @@ impl PaymentsConfig {
     /// provider is built).
     pub fn validate(&self, production: bool) -> Result<(), PaymentsConfigError> {
         PackCatalog::new(self.packs.clone())?;
+        if self.webhook_event_retention_days == 0 {
+            return Err(PaymentsConfigError::Zero("payments.webhook_event_retention_days"));
+        }
+        if self.abandoned_purchase_secs < 60 {
+            return Err(PaymentsConfigError::AtLeast {
+                key: "payments.abandoned_purchase_secs",
+                min: 60,
+            });
+        }
         match self.provider {
             ProviderKind::Dev if production => Err(PaymentsConfigError::DevInProduction),
             ProviderKind::Dev => Ok(()),

@@ -50,9 +50,12 @@ pub use types::{
 /// The plugin protocol's major version.
 pub const PROTOCOL_MAJOR: u32 = 1;
 /// The plugin protocol's minor version.
-pub const PROTOCOL_MINOR: u32 = 0;
+///
+/// * 1.1: [`Usage`] and [`UsageUpdate`] gain the optional cached-input,
+///   cache-write and reasoning token counts.
+pub const PROTOCOL_MINOR: u32 = 1;
 /// `"MAJOR.MINOR"`.
-pub const PROTOCOL_VERSION: &str = "1.0";
+pub const PROTOCOL_VERSION: &str = "1.1";
 /// This SDK's version.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 

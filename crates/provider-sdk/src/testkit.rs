@@ -56,12 +56,9 @@ pub struct StreamOutcome {
 }
 
 impl StreamOutcome {
-    /// The usage, when both fields were reported.
+    /// The usage, when both totals were reported.
     pub fn complete_usage(&self) -> Option<Usage> {
-        Some(Usage {
-            input_tokens: self.usage.input_tokens?,
-            output_tokens: self.usage.output_tokens?,
-        })
+        self.usage.complete()
     }
 }
 
@@ -76,14 +73,7 @@ pub fn replay_stream(provider: &dyn Provider, sse: &str) -> Result<StreamOutcome
         for item in parsed {
             match item {
                 StreamEvent::TextDelta { text } => outcome.text.push_str(&text),
-                StreamEvent::Usage(update) => {
-                    if update.input_tokens.is_some() {
-                        outcome.usage.input_tokens = update.input_tokens;
-                    }
-                    if update.output_tokens.is_some() {
-                        outcome.usage.output_tokens = update.output_tokens;
-                    }
-                }
+                StreamEvent::Usage(update) => outcome.usage.apply(&update),
                 StreamEvent::Model { .. } => {}
                 StreamEvent::Done => outcome.done = true,
                 StreamEvent::Error(err) => outcome.error = Some(err),

@@ -194,13 +194,81 @@ impl HttpRequest {
     }
 }
 
-/// Token counts as reported by the provider.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Token counts as reported by the provider, normalized.
+///
+/// One shape for every provider, so each token is charged exactly once:
+///
+/// * `input_tokens` is ALL input: plain, read from the prompt cache and
+///   written to it. `cached_input_tokens` and `cache_write_tokens` are parts
+///   of it, never added to it.
+///   - OpenAI: `input_tokens = prompt_tokens` (which already includes
+///     `prompt_tokens_details.cached_tokens`);
+///     `cached_input_tokens = prompt_tokens_details.cached_tokens`.
+///   - Anthropic: `input_tokens = input_tokens + cache_read_input_tokens +
+///     cache_creation_input_tokens` (Anthropic's `input_tokens` excludes
+///     both); `cached_input_tokens = cache_read_input_tokens`;
+///     `cache_write_tokens = cache_creation_input_tokens`.
+/// * `output_tokens` is ALL output; `reasoning_tokens` is part of it (OpenAI
+///   `completion_tokens_details.reasoning_tokens`, Anthropic
+///   `output_tokens_details.thinking_tokens`).
+///
+/// The three parts were added in protocol 1.1. They are optional on the wire
+/// (missing means 0, and zero values are not sent), so a 1.0 plugin's usage
+/// still parses: all of its tokens are priced as plain input and output. The
+/// host clamps a part larger than its total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
-    /// All input tokens billed (for Anthropic: including cache reads and writes).
+    /// All input tokens billed, cache reads and writes included.
     pub input_tokens: u64,
-    /// All output tokens billed (including reasoning/thinking tokens).
+    /// All output tokens billed, reasoning/thinking included.
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from the provider's prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_input_tokens: u64,
+    /// Of `input_tokens`, those written to the provider's prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+    /// Of `output_tokens`, those spent on reasoning.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Input and output totals with no cached, cache-written or reasoning part.
+    pub const fn new(input_tokens: u64, output_tokens: u64) -> Self {
+        Self {
+            input_tokens,
+            output_tokens,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
+        }
+    }
+
+    /// Sets the part of the input read from the prompt cache.
+    #[must_use]
+    pub const fn cached_input(mut self, n: u64) -> Self {
+        self.cached_input_tokens = n;
+        self
+    }
+
+    /// Sets the part of the input written to the prompt cache.
+    #[must_use]
+    pub const fn cache_write(mut self, n: u64) -> Self {
+        self.cache_write_tokens = n;
+        self
+    }
+
+    /// Sets the part of the output spent on reasoning.
+    #[must_use]
+    pub const fn reasoning(mut self, n: u64) -> Self {
+        self.reasoning_tokens = n;
+        self
+    }
 }
 
 /// A parsed non-streaming answer.
@@ -229,7 +297,8 @@ pub struct SseEvent {
 /// Usage seen in a stream: each given field replaces the running value.
 ///
 /// Providers report usage cumulatively (Anthropic repeats totals in
-/// `message_delta`), so the host keeps the last value of each field.
+/// `message_delta`), so the host keeps the last value of each field. The
+/// fields mean what [`Usage`]'s do (totals, and parts of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UsageUpdate {
     /// Input tokens so far, if this event says.
@@ -238,6 +307,42 @@ pub struct UsageUpdate {
     /// Output tokens so far, if this event says.
     #[serde(default)]
     pub output_tokens: Option<u64>,
+    /// Of the input, tokens read from the prompt cache (protocol 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_tokens: Option<u64>,
+    /// Of the input, tokens written to the prompt cache (protocol 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
+    /// Of the output, reasoning tokens (protocol 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl UsageUpdate {
+    /// Replaces each field this update gives.
+    pub fn apply(&mut self, update: &UsageUpdate) {
+        let keep = |running: &mut Option<u64>, new: Option<u64>| {
+            if new.is_some() {
+                *running = new;
+            }
+        };
+        keep(&mut self.input_tokens, update.input_tokens);
+        keep(&mut self.output_tokens, update.output_tokens);
+        keep(&mut self.cached_input_tokens, update.cached_input_tokens);
+        keep(&mut self.cache_write_tokens, update.cache_write_tokens);
+        keep(&mut self.reasoning_tokens, update.reasoning_tokens);
+    }
+
+    /// The usage, when both totals are known (a missing part is 0).
+    pub fn complete(&self) -> Option<Usage> {
+        Some(Usage {
+            input_tokens: self.input_tokens?,
+            output_tokens: self.output_tokens?,
+            cached_input_tokens: self.cached_input_tokens.unwrap_or(0),
+            cache_write_tokens: self.cache_write_tokens.unwrap_or(0),
+            reasoning_tokens: self.reasoning_tokens.unwrap_or(0),
+        })
+    }
 }
 
 /// What one streamed event meant.
@@ -362,5 +467,55 @@ impl PluginError {
 impl From<serde_json::Error> for PluginError {
     fn from(err: serde_json::Error) -> Self {
         Self::parse(format!("invalid JSON: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_of_a_protocol_1_0_plugin_still_parses() {
+        let old: Usage = serde_json::from_str(r#"{"input_tokens":27,"output_tokens":7}"#).unwrap();
+        assert_eq!(old, Usage::new(27, 7));
+        let update: UsageUpdate = serde_json::from_str(r#"{"input_tokens":24,"output_tokens":null}"#).unwrap();
+        assert_eq!(update.cached_input_tokens, None);
+        // Without parts, a 1.1 plugin sends exactly what a 1.0 plugin sent.
+        assert_eq!(
+            serde_json::to_string(&Usage::new(27, 7)).unwrap(),
+            r#"{"input_tokens":27,"output_tokens":7}"#
+        );
+        let with_parts = Usage::new(2075, 10).cached_input(2051).reasoning(4);
+        let json = serde_json::to_string(&with_parts).unwrap();
+        assert_eq!(serde_json::from_str::<Usage>(&json).unwrap(), with_parts);
+    }
+
+    #[test]
+    fn stream_updates_replace_only_the_fields_they_give() {
+        let mut running = UsageUpdate::default();
+        running.apply(&UsageUpdate {
+            input_tokens: Some(30),
+            cached_input_tokens: Some(20),
+            cache_write_tokens: Some(5),
+            output_tokens: Some(1),
+            ..UsageUpdate::default()
+        });
+        running.apply(&UsageUpdate {
+            output_tokens: Some(10),
+            reasoning_tokens: Some(3),
+            ..UsageUpdate::default()
+        });
+        assert_eq!(
+            running.complete(),
+            Some(Usage::new(30, 10).cached_input(20).cache_write(5).reasoning(3))
+        );
+        assert_eq!(
+            UsageUpdate {
+                input_tokens: Some(1),
+                ..UsageUpdate::default()
+            }
+            .complete(),
+            None
+        );
     }
 }

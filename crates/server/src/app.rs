@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use creditgate_gateway::Gateway;
@@ -39,6 +40,8 @@ pub enum AppError {
     Gateway(#[from] creditgate_gateway::GatewayError),
     #[error("BYOK keys: {0}")]
     Vault(#[from] creditgate_metering::VaultError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// The deepest bracket nesting a query may be configured to allow.
@@ -57,6 +60,8 @@ pub struct App {
     pub realtime: Hub,
     /// Metered AI requests.
     pub ai: AiService,
+    /// The metrics endpoint; `None` when it is off.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for App {
@@ -74,6 +79,7 @@ impl App {
             config.ensure_data_dir()?;
         }
         let auth = Arc::new(Authenticator::from_config(&config)?);
+        let metrics = crate::metrics::Metrics::from_config(&config.metrics)?;
         let plans = Arc::new(config.plan_catalog()?);
         let mut options = StoreOptions::new(config.database_url());
         options.max_connections = config.database_max_connections;
@@ -125,6 +131,7 @@ impl App {
             payments,
             ai,
             realtime,
+            metrics,
         })
     }
 
@@ -139,10 +146,46 @@ impl App {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/webhooks/stripe", axum::routing::post(crate::webhooks::stripe_webhook))
+            .merge(self.public_metrics_route())
             .layer(RequestBodyLimitLayer::new(self.config.limits.body_bytes))
             .layer(CatchPanicLayer::new())
-            .layer(TraceLayer::new_for_http())
+            .layer(axum::middleware::from_fn(crate::metrics::count_http))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(crate::request_id::span)
+                    .on_response(crate::request_id::on_response),
+            )
+            .layer(PropagateRequestIdLayer::new(crate::request_id::REQUEST_ID))
+            .layer(SetRequestIdLayer::new(crate::request_id::REQUEST_ID, MakeRequestUuid))
+            .layer(axum::middleware::map_request(crate::request_id::drop_insane))
             .with_state(self.clone())
+    }
+
+    /// `/metrics` on the public listener, when it is served there (behind
+    /// its token).
+    fn public_metrics_route(&self) -> Router<App> {
+        match &self.metrics {
+            Some(m) if m.on_public_listener() => Router::new().route("/metrics", get(crate::metrics::scrape)),
+            _ => Router::new(),
+        }
+    }
+
+    /// The routes of the separate metrics listener (`metrics.listen`).
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(crate::metrics::scrape))
+            .with_state(self.clone())
+    }
+
+    /// Serves `/metrics` on its own listener until `shutdown` resolves.
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.metrics_router())
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
@@ -157,12 +200,14 @@ impl App {
     }
 
     /// Runs the periodic sweeps until cancelled: open holds past their
-    /// deadline are released, ended billing cycles are closed. Safe on every
-    /// replica at once.
+    /// deadline are released, ended billing cycles are closed, old webhook
+    /// events are forgotten and purchases that never reached the payment
+    /// provider are failed. Safe on every replica at once.
     pub fn spawn_sweeper(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let every = self.config.sweep.interval_secs;
         let batch = self.config.sweep.batch;
+        let housekeeping = crate::housekeeping::Housekeeping::from_config(&self.config);
         tokio::spawn(async move {
             if every == 0 {
                 return;
@@ -184,6 +229,7 @@ impl App {
                     Ok(n) => tracing::info!(closed = n, "closed ended billing cycles"),
                     Err(e) => tracing::warn!(error = %e, "cycle sweep failed"),
                 }
+                housekeeping.run(&store, batch).await;
             }
         })
     }
@@ -227,7 +273,17 @@ pub fn vault(config: &Config) -> Result<KeyVault, AppError> {
     if let Some(var) = &config.ai.identity_env {
         return Ok(KeyVault::from_env(var)?);
     }
-    Ok(KeyVault::load_or_create(&identity_path(config)?)?)
+    let path = identity_path(config)?;
+    if config.environment == "production" {
+        return KeyVault::load(&path).map_err(|e| {
+            ConfigError::Key {
+                key: "ai.identity_file",
+                message: e.to_string(),
+            }
+            .into()
+        });
+    }
+    Ok(KeyVault::load_or_create(&path)?)
 }
 
 pub fn identity_path(config: &Config) -> Result<std::path::PathBuf, AppError> {

@@ -120,6 +120,60 @@ impl Default for SweepConfig {
     }
 }
 
+/// The metrics endpoint (`/metrics`, Prometheus text format). Off unless
+/// `listen` or `token` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serves `/metrics` on this separate address, not on the public
+    /// listener (a bearer `token`, when also set, is required there too).
+    pub listen: Option<SocketAddr>,
+    /// Without `listen`: serves `/metrics` on the public listener to
+    /// requests bearing this token. A secret: never logged or printed.
+    #[serde(skip_serializing)]
+    pub token: Option<SecretString>,
+    /// How long the open-holds count (a database query) is reused between
+    /// scrapes, in seconds.
+    pub holds_cache_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            token: None,
+            holds_cache_secs: 5,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Whether `/metrics` is served at all.
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some() || self.token.is_some()
+    }
+}
+
+/// Traces exported with OpenTelemetry (OTLP over HTTP/protobuf).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL (e.g. `http://otel-collector:4318`);
+    /// spans go to `<otlp_endpoint>/v1/traces`. Off when unset.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "creditgate".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -156,6 +210,10 @@ pub struct Config {
     pub providers: creditgate_gateway::ProvidersConfig,
     /// Metered AI: pricing, BYOK identity, rate limits.
     pub ai: creditgate_metering::AiConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// OpenTelemetry traces.
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for Config {
@@ -186,6 +244,8 @@ impl Default for Config {
             payments: creditgate_payments::PaymentsConfig::default(),
             providers: creditgate_gateway::ProvidersConfig::default(),
             ai: creditgate_metering::AiConfig::default(),
+            metrics: MetricsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -270,14 +330,45 @@ impl Config {
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
         }
+        self.validate_operations()?;
         if self.jwt.algorithm != JwtAlgorithm::HS256 && self.jwt.public_key_file.is_none() {
             return Err(key("jwt.public_key_file", "is required for RS256, ES256 and EdDSA"));
+        }
+        if self.environment == "production" && self.ai.identity_env.is_none() && self.ai.identity_file.is_none() {
+            // Generated per data folder, an identity would differ between
+            // replicas: a key saved through one could not be read by another.
+            return Err(key(
+                "ai.identity_file",
+                "must be configured in production (no generated identity; or set ai.identity_env)",
+            ));
         }
         if self.environment == "production" && self.jwt.algorithm == JwtAlgorithm::HS256 && self.jwt_secret.is_none() {
             return Err(key(
                 "jwt_secret",
                 "must be configured in production (no generated secret)",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_operations(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        if let Some(token) = &self.metrics.token
+            && token.expose_secret().trim().len() < 16
+        {
+            return Err(key("metrics.token", "must be at least 16 characters"));
+        }
+        if self.metrics.listen.is_some_and(|l| l == self.listen) {
+            return Err(key("metrics.listen", "must differ from `listen`"));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let ok = url::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                return Err(key("telemetry.otlp_endpoint", "must be an http(s) URL"));
+            }
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(key("telemetry.service_name", "must not be empty"));
         }
         Ok(())
     }
@@ -341,6 +432,18 @@ mod tests {
     }
 
     #[test]
+    fn operations_are_off_by_default_and_the_token_never_prints() {
+        let c = Config::from_toml("").unwrap();
+        assert!(!c.metrics.enabled());
+        assert!(c.telemetry.otlp_endpoint.is_none());
+        assert_eq!(c.payments.webhook_event_retention_days, 30);
+        let c = Config::from_toml("[metrics]\ntoken = \"a-long-scrape-token-0123\"").unwrap();
+        assert!(c.metrics.enabled());
+        let shown = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("a-long-scrape-token-0123"), "{shown}");
+    }
+
+    #[test]
     fn a_bad_value_names_its_key() {
         for (toml, k) in [
             ("listen = \"nowhere\"", "listen"),
@@ -352,6 +455,21 @@ mod tests {
                 "monthly_credits_per_user",
             ),
             ("unknown_key = 1", "unknown_key"),
+            ("[metrics]\ntoken = \"short\"", "metrics.token"),
+            ("[metrics]\nlisten = \"127.0.0.1:8080\"", "metrics.listen"),
+            ("[metrics]\nlisten = \"nowhere\"", "listen"),
+            (
+                "[telemetry]\notlp_endpoint = \"collector:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "[payments]\nwebhook_event_retention_days = 0",
+                "payments.webhook_event_retention_days",
+            ),
+            (
+                "[payments]\nabandoned_purchase_secs = 0",
+                "payments.abandoned_purchase_secs",
+            ),
         ] {
             let err = Config::from_toml(toml).unwrap_err().to_string();
             assert!(err.contains(k), "{toml:?} gave {err}");

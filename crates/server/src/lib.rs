@@ -5,6 +5,10 @@ pub mod app;
 pub mod auth;
 pub mod config;
 mod graphql_http;
+pub mod housekeeping;
+pub mod metrics;
+pub mod request_id;
+pub mod telemetry;
 pub mod webhooks;
 
 pub use app::{App, AppError};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use creditgate_domain::{Role, SystemClock};
-use creditgate_server::config::LogFormat;
 use creditgate_server::{App, Authenticator, Config, TokenRequest};
 use tokio_util::sync::CancellationToken;
 
@@ -83,18 +82,6 @@ fn parse_ttl(s: &str) -> Result<chrono::Duration, String> {
     }
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CREDITGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -105,7 +92,8 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;
-    init_logs(config.log_format);
+    // Kept for the life of the process: dropping it flushes the spans.
+    let _traces = creditgate_server::telemetry::init(&config)?;
     match command {
         Command::ExportSchema => Ok(()),
         Command::Token {
@@ -207,6 +195,19 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     let cancel = CancellationToken::new();
     let sweeper = app.spawn_sweeper(cancel.clone());
+    let metrics = match app.config.metrics.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics.listen {addr}"))?;
+            tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+            let (app, stop) = (app.clone(), cancel.clone());
+            Some(tokio::spawn(async move {
+                app.serve_metrics(listener, async move { stop.cancelled().await }).await
+            }))
+        }
+        None => None,
+    };
     tracing::info!(%listen, "creditgate is serving GraphQL at http://{listen}/graphql");
     let stop = cancel.clone();
     app.serve(listener, async move {
@@ -217,6 +218,9 @@ async fn serve(config: Config) -> Result<()> {
     .await?;
     cancel.cancel();
     let _ = sweeper.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     Ok(())
 }
 

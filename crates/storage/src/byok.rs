@@ -57,6 +57,14 @@ impl Store {
         hint: String,
     ) -> StoreResult<ByokKeyRecord> {
         let now = self.clock.now();
+        // What the upsert writes is what the caller gets: no second read,
+        // which a concurrent removal could answer with nothing.
+        let record = ByokKeyRecord {
+            provider: provider.to_owned(),
+            hint: hint.clone(),
+            created_at: now,
+            last_used_at: None,
+        };
         let row = byok_keys::ActiveModel {
             user_id: Set(user_id.to_owned()),
             provider: Set(provider.to_owned()),
@@ -78,9 +86,7 @@ impl Store {
             )
             .exec_without_returning(&self.db)
             .await?;
-        self.byok_key(user_id, provider)
-            .await?
-            .ok_or_else(|| crate::StoreError::corrupt("key vanished after saving"))
+        Ok(record)
     }
 
     pub async fn byok_key(&self, user_id: &str, provider: &str) -> StoreResult<Option<ByokKeyRecord>> {
@@ -112,13 +118,23 @@ impl Store {
             .collect())
     }
 
-    /// The ciphertext of the user's own key for a provider. Only ever asked
+    /// The user's keys with their ciphertexts, by provider, in one read:
+    /// a request routes by this list and uses the ciphertext it read, so a
+    /// key removed meanwhile cannot vanish between the two. Only ever asked
     /// for the user's own request.
-    pub async fn byok_ciphertext(&self, user_id: &str, provider: &str) -> StoreResult<Option<String>> {
-        Ok(byok_keys::Entity::find_by_id((user_id.to_owned(), provider.to_owned()))
-            .one(&self.db)
+    pub async fn byok_routes(&self, user_id: &str) -> StoreResult<Vec<StoredCiphertext>> {
+        Ok(byok_keys::Entity::find()
+            .filter(byok_keys::Column::UserId.eq(user_id))
+            .order_by_asc(byok_keys::Column::Provider)
+            .all(&self.db)
             .await?
-            .map(|m| m.ciphertext))
+            .into_iter()
+            .map(|m| StoredCiphertext {
+                user_id: m.user_id,
+                provider: m.provider,
+                ciphertext: m.ciphertext,
+            })
+            .collect())
     }
 
     pub async fn touch_byok_key(&self, user_id: &str, provider: &str) -> StoreResult<()> {

@@ -11,11 +11,15 @@
 mod byok;
 pub mod entities;
 mod error;
+mod keyed;
+mod maintenance;
+pub mod metrics;
 mod model;
 mod ops;
 mod purchases;
 mod query;
 mod realtime;
+mod stats;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -23,11 +27,13 @@ mod usage;
 
 pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
 pub use error::{StoreError, StoreResult};
+pub use keyed::KeyedHold;
 pub use model::{
     ActivityFilter, ActivityPage, Discrepancy, Entry, Hold, Identity, Organization, Resolution, UsageDetails, User,
     Wallet, WalletChange,
 };
 pub use ops::{CreditRequest, HoldRequest, Placement, fingerprint};
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
+pub use stats::PoolStats;
 pub use store::{Store, StoreOptions, WalletListener};
 pub use usage::{UsagePoint, UsageTotals};

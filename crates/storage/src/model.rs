@@ -1,7 +1,9 @@
 //! What storage hands out: plain records, decoded from rows.
 
 use chrono::{DateTime, Utc};
-use creditgate_domain::{ActivityKind, AiFeature, AiRequestStatus, BillingMode, Credits, Cycle, Role, WalletState};
+use creditgate_domain::{
+    ActivityKind, AiFeature, AiRequestStatus, BillingMode, Credits, Cycle, Role, TokenUsage, WalletState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::entities::{journal_entries, organizations, users, wallets};
@@ -171,13 +173,42 @@ pub struct UsageDetails {
     pub status: Option<AiRequestStatus>,
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// All input tokens, cache reads and writes included.
     pub input_tokens: Option<i64>,
+    /// All output tokens, reasoning included.
     pub output_tokens: Option<i64>,
     pub pricing_version: Option<String>,
     /// What a BYOK request would have cost in credits (the admin's savings view).
     #[serde(default)]
     pub credits_avoided: Credits,
     pub description: Option<String>,
+    /// Of `input_tokens`, those read from the provider's prompt cache.
+    #[serde(default)]
+    pub cached_input_tokens: Option<i64>,
+    /// Of `input_tokens`, those written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: Option<i64>,
+    /// Of `output_tokens`, the reasoning tokens.
+    #[serde(default)]
+    pub reasoning_tokens: Option<i64>,
+}
+
+fn count(n: u64) -> Option<i64> {
+    Some(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+impl UsageDetails {
+    /// Records the tokens an entry was charged for: both totals and each
+    /// kind (the kinds are parts of the totals, as in [`TokenUsage`]).
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: &TokenUsage) -> Self {
+        self.input_tokens = count(tokens.input());
+        self.output_tokens = count(tokens.output());
+        self.cached_input_tokens = count(tokens.cached_input());
+        self.cache_write_tokens = count(tokens.cache_write());
+        self.reasoning_tokens = count(tokens.reasoning());
+        self
+    }
 }
 
 /// One journal entry.
@@ -193,8 +224,16 @@ pub struct Entry {
     pub status: Option<AiRequestStatus>,
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// All input tokens, cache reads and writes included.
     pub input_tokens: Option<i64>,
+    /// All output tokens, reasoning included.
     pub output_tokens: Option<i64>,
+    /// Of `input_tokens`, read from the prompt cache (None before they were recorded).
+    pub cached_input_tokens: Option<i64>,
+    /// Of `input_tokens`, written to the prompt cache.
+    pub cache_write_tokens: Option<i64>,
+    /// Of `output_tokens`, reasoning.
+    pub reasoning_tokens: Option<i64>,
     pub credits_consumed: Credits,
     pub credits_avoided: Credits,
     pub monthly_delta: Credits,
@@ -224,6 +263,9 @@ impl TryFrom<journal_entries::Model> for Entry {
             model: m.model,
             input_tokens: m.input_tokens,
             output_tokens: m.output_tokens,
+            cached_input_tokens: m.cached_input_tokens,
+            cache_write_tokens: m.cache_write_tokens,
+            reasoning_tokens: m.reasoning_tokens,
             credits_consumed: Credits::from_millis(m.credits_consumed),
             credits_avoided: Credits::from_millis(m.credits_avoided),
             monthly_delta: Credits::from_millis(m.monthly_delta),

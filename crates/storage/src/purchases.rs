@@ -255,6 +255,9 @@ impl Store {
             .col_expr(purchases::Column::CheckoutUrl, Expr::value(checkout_url))
             .col_expr(purchases::Column::UpdatedAt, Expr::value(self.clock.now()))
             .filter(purchases::Column::Id.eq(purchase_id))
+            // The sweep may have failed a purchase whose checkout took too
+            // long: nobody must be sent to pay for it.
+            .filter(purchases::Column::Status.eq(PurchaseStatus::Pending.as_str()))
             .filter(
                 Condition::any()
                     .add(purchases::Column::ProviderSessionId.is_null())
@@ -270,6 +273,13 @@ impl Store {
                     what: "purchase",
                     id: purchase_id.to_owned(),
                 })?;
+                if existing.status != PurchaseStatus::Pending {
+                    return Err(StoreError::InvalidInput(format!(
+                        "purchase `{}` is {}; start a new purchase",
+                        existing.id,
+                        existing.status.as_str()
+                    )));
+                }
                 Err(StoreError::corrupt(format!(
                     "purchase `{}` already has another checkout session",
                     existing.id

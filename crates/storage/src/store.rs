@@ -144,6 +144,7 @@ impl Store {
     }
 
     pub(crate) fn publish(&self, change: &WalletChange) {
+        crate::metrics::count_charges(change);
         if let Some(l) = &self.listener {
             l.wallet_changed(change);
         }
@@ -355,6 +356,9 @@ impl LockedWallet {
                 reference: Set(extras.reference),
                 description: Set(usage.description.or(posting.description)),
                 wallet_version: Set(version),
+                cached_input_tokens: Set(usage.cached_input_tokens),
+                cache_write_tokens: Set(usage.cache_write_tokens),
+                reasoning_tokens: Set(usage.reasoning_tokens),
             };
             let inserted = journal_entries::Entity::insert(row).exec_with_returning(&txn).await;
             let inserted = match inserted {

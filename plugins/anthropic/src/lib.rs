@@ -10,14 +10,16 @@
 //!   usage from `message_delta` (replacing, not adding), `message_stop` ends,
 //!   `ping` and unknown events are skipped, `error` events are classified;
 //! * usage: input = `input_tokens + cache_creation_input_tokens +
-//!   cache_read_input_tokens`;
+//!   cache_read_input_tokens` (Anthropic's `input_tokens` excludes both),
+//!   of which `cache_read_input_tokens` are cached input and
+//!   `cache_creation_input_tokens` cache writes; output = `output_tokens`,
+//!   of which `output_tokens_details.thinking_tokens` are reasoning;
 //! * key validation: `GET {base}/models`;
 //! * errors: `error.type`, and the `prompt is too long` message for context.
 
 use creditgate_provider_sdk::{
     ChatRequest, ChatResponse, ClassifiedError, ErrorClass, HttpRequest, KEY_PLACEHOLDER, KeyPlacement, Manifest,
-    Method, ModelInfo, PluginError, Provider, RequestContext, Role, SseEvent, StreamEvent, StreamFraming, Usage,
-    UsageUpdate,
+    Method, ModelInfo, PluginError, Provider, RequestContext, Role, SseEvent, StreamEvent, StreamFraming, UsageUpdate,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -59,6 +61,14 @@ struct WireUsage {
     cache_read_input_tokens: Option<u64>,
     #[serde(default)]
     output_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct OutputDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
 }
 
 impl WireUsage {
@@ -69,6 +79,33 @@ impl WireUsage {
                 .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
                 .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
         })
+    }
+
+    /// The input figures, normalized: the total and its cache parts, given
+    /// only together (a part without its total could not be checked).
+    fn input_update(&self) -> UsageUpdate {
+        match self.total_input() {
+            Some(total) => UsageUpdate {
+                input_tokens: Some(total),
+                cached_input_tokens: Some(self.cache_read_input_tokens.unwrap_or(0)),
+                cache_write_tokens: Some(self.cache_creation_input_tokens.unwrap_or(0)),
+                ..UsageUpdate::default()
+            },
+            None => UsageUpdate::default(),
+        }
+    }
+
+    fn thinking_tokens(&self) -> Option<u64> {
+        self.output_tokens_details.and_then(|d| d.thinking_tokens)
+    }
+
+    /// Input and output figures of a `message_delta` (cumulative).
+    fn update(&self) -> UsageUpdate {
+        UsageUpdate {
+            output_tokens: self.output_tokens,
+            reasoning_tokens: self.output_tokens.map(|_| self.thinking_tokens().unwrap_or(0)),
+            ..self.input_update()
+        }
     }
 }
 
@@ -199,16 +236,7 @@ impl Provider for AnthropicProvider {
             .filter(|b| b.kind == "text")
             .filter_map(|b| b.text.as_deref())
             .collect::<String>();
-        let usage = match message.usage {
-            Some(u) => match (u.total_input(), u.output_tokens) {
-                (Some(input_tokens), Some(output_tokens)) => Some(Usage {
-                    input_tokens,
-                    output_tokens,
-                }),
-                _ => None,
-            },
-            None => None,
-        };
+        let usage = message.usage.and_then(|u| u.update().complete());
         Ok(ChatResponse {
             text,
             usage,
@@ -234,11 +262,10 @@ impl Provider for AnthropicProvider {
                 }
                 // output_tokens here is a placeholder; the real count comes
                 // in message_delta.
-                if let Some(input) = message.usage.and_then(|u| u.total_input()) {
-                    events.push(StreamEvent::Usage(UsageUpdate {
-                        input_tokens: Some(input),
-                        output_tokens: None,
-                    }));
+                if let Some(update) = message.usage.map(|u| u.input_update())
+                    && update.input_tokens.is_some()
+                {
+                    events.push(StreamEvent::Usage(update));
                 }
                 events
             }
@@ -249,10 +276,7 @@ impl Provider for AnthropicProvider {
                 _ => Vec::new(),
             },
             WireEvent::MessageDelta { usage: Some(usage) } => {
-                vec![StreamEvent::Usage(UsageUpdate {
-                    input_tokens: usage.total_input(),
-                    output_tokens: usage.output_tokens,
-                })]
+                vec![StreamEvent::Usage(usage.update())]
             }
             WireEvent::MessageDelta { usage: None } | WireEvent::Other => Vec::new(),
             WireEvent::MessageStop => vec![StreamEvent::Done],

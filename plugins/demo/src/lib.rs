@@ -94,10 +94,7 @@ pub fn answer(messages: &[(Role, &str)], max_output_tokens: u32) -> (String, Usa
     let cap = usize::try_from(max_output_tokens).unwrap_or(usize::MAX);
     let text = full.split_whitespace().take(cap).collect::<Vec<_>>().join(" ");
     let input_tokens = messages.iter().map(|(_, c)| words(c)).sum::<u64>().max(1);
-    let usage = Usage {
-        input_tokens,
-        output_tokens: words(&text),
-    };
+    let usage = Usage::new(input_tokens, words(&text));
     (text, usage)
 }
 
@@ -165,6 +162,7 @@ impl Provider for DemoProvider {
             WireEvent::Usage { usage } => StreamEvent::Usage(UsageUpdate {
                 input_tokens: Some(usage.input_tokens),
                 output_tokens: Some(usage.output_tokens),
+                ..UsageUpdate::default()
             }),
             WireEvent::Done => StreamEvent::Done,
         }])

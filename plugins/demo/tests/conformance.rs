@@ -19,13 +19,7 @@ fn answers_from_the_prompt_deterministically_and_streams_word_by_word() {
         text,
         "Demo answer to \"What is 2+2?\": this reply comes from the offline demo provider."
     );
-    assert_eq!(
-        usage,
-        Usage {
-            input_tokens: 5,
-            output_tokens: 14
-        }
-    );
+    assert_eq!(usage, Usage::new(5, 14));
     let request = ChatRequest {
         model: MODEL.into(),
         messages: vec![Message::user("What is 2+2?")],

@@ -78,10 +78,7 @@ impl Provider for EchoProvider {
         let answer: Answer = serde_json::from_str(body)?;
         Ok(ChatResponse {
             text: answer.output,
-            usage: Some(Usage {
-                input_tokens: answer.tokens_in,
-                output_tokens: answer.tokens_out,
-            }),
+            usage: Some(Usage::new(answer.tokens_in, answer.tokens_out)),
             model: None,
         })
     }
@@ -111,6 +108,7 @@ impl Provider for EchoProvider {
             events.push(StreamEvent::Usage(UsageUpdate {
                 input_tokens: chunk.tokens_in,
                 output_tokens: chunk.tokens_out,
+                ..UsageUpdate::default()
             }));
         }
         if chunk.done {

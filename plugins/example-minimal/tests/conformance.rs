@@ -6,10 +6,7 @@ use creditgate_provider_sdk::{ErrorClass, Usage};
 
 #[test]
 fn echo_passes_the_conformance_kit() {
-    let usage = Some(Usage {
-        input_tokens: 5,
-        output_tokens: 2,
-    });
+    let usage = Some(Usage::new(5, 2));
     ConformanceKit::new(&EchoProvider)
         .response(
             "answer",

@@ -10,6 +10,9 @@
 //! * streaming: SSE `data:` chunks, `stream_options.include_usage` so the last
 //!   chunk (with `choices: []`) carries the usage, then `data: [DONE]`;
 //! * key validation: `GET {base}/models`;
+//! * usage: `prompt_tokens` (cached tokens included) and `completion_tokens`
+//!   (reasoning tokens included), with `cached_tokens`, `cache_write_tokens`
+//!   and `reasoning_tokens` from the `*_tokens_details` objects as their parts;
 //! * errors: the HTTP status plus `error.code` (`invalid_api_key`,
 //!   `rate_limit_exceeded`, `insufficient_quota`, `context_length_exceeded`).
 
@@ -48,10 +51,46 @@ struct ChoiceMessage {
     refusal: Option<String>,
 }
 
+/// `usage`: `prompt_tokens` includes `prompt_tokens_details.cached_tokens`
+/// (and `cache_write_tokens`); `completion_tokens` includes
+/// `completion_tokens_details.reasoning_tokens`. Both details objects are
+/// optional and may be null.
 #[derive(Deserialize, Clone, Copy)]
 struct WireUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn usage(&self) -> Usage {
+        let prompt = self.prompt_tokens_details;
+        Usage::new(self.prompt_tokens, self.completion_tokens)
+            .cached_input(prompt.and_then(|d| d.cached_tokens).unwrap_or(0))
+            .cache_write(prompt.and_then(|d| d.cache_write_tokens).unwrap_or(0))
+            .reasoning(
+                self.completion_tokens_details
+                    .and_then(|d| d.reasoning_tokens)
+                    .unwrap_or(0),
+            )
+    }
 }
 
 #[derive(Deserialize)]
@@ -174,10 +213,7 @@ impl Provider for OpenAiProvider {
         let text = choice.message.content.or(choice.message.refusal).unwrap_or_default();
         Ok(ChatResponse {
             text,
-            usage: completion.usage.map(|u| Usage {
-                input_tokens: u.prompt_tokens,
-                output_tokens: u.completion_tokens,
-            }),
+            usage: completion.usage.as_ref().map(WireUsage::usage),
             model: completion.model,
         })
     }
@@ -211,10 +247,14 @@ impl Provider for OpenAiProvider {
                 events.push(StreamEvent::TextDelta { text });
             }
         }
-        if let Some(usage) = chunk.usage {
+        if let Some(usage) = chunk.usage.as_ref().map(WireUsage::usage) {
+            // The last chunk carries the whole request's usage.
             events.push(StreamEvent::Usage(UsageUpdate {
-                input_tokens: Some(usage.prompt_tokens),
-                output_tokens: Some(usage.completion_tokens),
+                input_tokens: Some(usage.input_tokens),
+                output_tokens: Some(usage.output_tokens),
+                cached_input_tokens: Some(usage.cached_input_tokens),
+                cache_write_tokens: Some(usage.cache_write_tokens),
+                reasoning_tokens: Some(usage.reasoning_tokens),
             }));
         }
         Ok(events)

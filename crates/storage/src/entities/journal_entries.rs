@@ -28,6 +28,9 @@ pub struct Model {
     pub reference: Option<String>,
     pub description: Option<String>,
     pub wallet_version: i64,
+    pub cached_input_tokens: Option<i64>,
+    pub cache_write_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -18,10 +18,7 @@ pub fn fixture_request(stream: bool) -> ChatRequest {
 }
 
 /// The usage of the plain response and the stream.
-pub const USAGE: Usage = Usage {
-    input_tokens: 24,
-    output_tokens: 10,
-};
+pub const USAGE: Usage = Usage::new(24, 10);
 
 /// The answer every fixture gives.
 pub const TEXT: &str = "The capital of France is Paris.";
@@ -49,10 +46,7 @@ pub fn kit(provider: &dyn Provider) -> ConformanceKit<'_> {
             "cache hit (input includes cache reads)",
             include_str!("../../../../fixtures/providers/anthropic/messages-response-cache-hit.json"),
             TEXT,
-            Some(Usage {
-                input_tokens: 24 + 2051,
-                output_tokens: 10,
-            }),
+            Some(Usage::new(24 + 2051, 10).cached_input(2051)),
         )
         .stream(
             "messages",

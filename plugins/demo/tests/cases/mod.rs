@@ -10,19 +10,13 @@ pub fn kit(provider: &dyn Provider) -> ConformanceKit<'_> {
             "answer",
             r#"{"model":"demo-1","text":"Hello there.","usage":{"input_tokens":3,"output_tokens":2}}"#,
             "Hello there.",
-            Some(Usage {
-                input_tokens: 3,
-                output_tokens: 2,
-            }),
+            Some(Usage::new(3, 2)),
         )
         .stream(
             "words",
             "data: {\"type\":\"delta\",\"text\":\"Hello\"}\n\ndata: {\"type\":\"delta\",\"text\":\" there.\"}\n\ndata: {\"type\":\"usage\",\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}\n\ndata: {\"type\":\"done\"}\n\n",
             "Hello there.",
-            Some(Usage {
-                input_tokens: 3,
-                output_tokens: 2,
-            }),
+            Some(Usage::new(3, 2)),
         )
         .error(
             "unknown model",

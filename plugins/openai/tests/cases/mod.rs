@@ -19,10 +19,7 @@ pub fn fixture_request(stream: bool) -> ChatRequest {
 }
 
 /// The usage every fixture reports.
-pub const USAGE: Usage = Usage {
-    input_tokens: 27,
-    output_tokens: 7,
-};
+pub const USAGE: Usage = Usage::new(27, 7);
 
 /// The answer every fixture gives.
 pub const TEXT: &str = "The capital of France is Paris.";

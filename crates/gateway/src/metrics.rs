@@ -1,0 +1,33 @@
+//! What the gateway counts for the metrics endpoint (through the `metrics`
+//! facade: nothing is recorded unless the server installs a recorder).
+
+use std::time::Duration;
+
+use crate::error::{ErrorKind, ProviderError};
+
+/// Seconds a provider call took (for a stream: until its response headers).
+pub const PROVIDER_LATENCY: &str = "creditgate_provider_request_duration_seconds";
+/// Failed provider calls, by provider and error kind.
+pub const PROVIDER_ERRORS: &str = "creditgate_provider_errors_total";
+
+/// The `kind` label of a provider error.
+pub fn kind_label(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::KeyInvalid => "key_invalid",
+        ErrorKind::RateLimited => "rate_limited",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::ProviderError => "provider_error",
+        ErrorKind::UnknownProviderOrModel => "unknown_model",
+    }
+}
+
+/// Records one provider call: its latency, and its error when it failed.
+pub(crate) fn record_call(provider: &str, op: &'static str, elapsed: Duration, error: Option<&ProviderError>) {
+    let outcome = if error.is_some() { "error" } else { "ok" };
+    metrics::histogram!(PROVIDER_LATENCY, "provider" => provider.to_owned(), "operation" => op, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+    if let Some(err) = error {
+        metrics::counter!(PROVIDER_ERRORS, "provider" => provider.to_owned(), "kind" => kind_label(err.kind()))
+            .increment(1);
+    }
+}

@@ -1,0 +1,48 @@
+//! The payment housekeeping of the periodic sweep: processed webhook events
+//! older than `payments.webhook_event_retention_days` are deleted, and
+//! PENDING purchases that never got a checkout session within
+//! `payments.abandoned_purchase_secs` are marked FAILED. Each claims its
+//! rows with guarded statements, so every replica may run it at once.
+
+use creditgate_storage::Store;
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Housekeeping {
+    event_retention: chrono::Duration,
+    abandoned_after: chrono::Duration,
+}
+
+impl Housekeeping {
+    pub fn from_config(config: &Config) -> Self {
+        let days = i64::try_from(config.payments.webhook_event_retention_days).unwrap_or(i64::MAX / 86_400_000);
+        let secs = i64::try_from(config.payments.abandoned_purchase_secs).unwrap_or(i64::MAX / 1_000);
+        Housekeeping {
+            event_retention: chrono::Duration::try_days(days).unwrap_or(chrono::Duration::MAX),
+            abandoned_after: chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    /// One pass: up to `batch` rows of each kind. Failures are logged; the
+    /// next pass tries again.
+    pub async fn run(&self, store: &Store, batch: u64) {
+        let now = store.now();
+        let before = now
+            .checked_sub_signed(self.event_retention)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        match store.prune_webhook_events(before, batch).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "forgot processed webhook events past their retention"),
+            Err(e) => tracing::warn!(error = %e, "webhook event pruning failed"),
+        }
+        let before = now
+            .checked_sub_signed(self.abandoned_after)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        match store.fail_abandoned_purchases(before, batch).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(failed = n, "failed purchases that never reached the payment provider"),
+            Err(e) => tracing::warn!(error = %e, "abandoned purchase sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! What the store counts for the metrics endpoint (through the `metrics`
+//! facade: nothing is recorded unless the server installs a recorder).
+
+use creditgate_domain::BillingMode;
+
+use crate::model::WalletChange;
+
+/// Credits charged, in milli-credits (exact integers), by billing mode.
+pub const CREDITS_CHARGED: &str = "creditgate_credits_charged_millicredits_total";
+
+/// Counts the credits a committed change charged.
+pub(crate) fn count_charges(change: &WalletChange) {
+    for entry in &change.entries {
+        let millis = entry.credits_consumed.millis();
+        if millis > 0 {
+            let mode = entry.billing_mode.map_or("NONE", BillingMode::as_str);
+            metrics::counter!(CREDITS_CHARGED, "billing_mode" => mode).increment(millis.unsigned_abs());
+        }
+    }
+}
