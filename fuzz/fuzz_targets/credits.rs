@@ -1,0 +1,3 @@
+#![no_main]
+// See crates/fuzz-harness/src/credits.rs for the input format and the oracles.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| creditgate_fuzz_harness::credits::target(data));
