@@ -77,6 +77,13 @@ impl TestAppBuilder {
     }
 }
 
+impl TestApp {
+    /// Begins a graceful shutdown of the server (as SIGTERM does).
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();

@@ -170,3 +170,15 @@ async fn tooling_conventions() {
         .unwrap();
     assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_told_to_go_away_on_shutdown() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let alice = app.member("alice", "acme");
+    let mut c = creditgate_e2e::ws::WsClient::connect(app.addr, &alice).await;
+    let id = c.subscribe(creditgate_e2e::ws::WALLET_UPDATED).await;
+    c.next(&id, "walletUpdated").await;
+    app.shutdown();
+    let (code, reason) = c.closed().await;
+    assert_eq!(code, 1001, "{reason}");
+}

@@ -373,7 +373,7 @@ active = false
 
 #[test]
 fn dev_provider_is_refused_in_production() {
-    let base = "environment = \"production\"\njwt_secret = \"production-secret-production-secret-0123\"\n";
+    let base = "environment = \"production\"\njwt_secret = \"production-secret-production-secret-0123\"\n[ai]\nidentity_file = \"/run/secrets/byok\"\n";
     let err = creditgate_server::Config::from_toml(base).unwrap_err().to_string();
     assert!(err.contains("payments.provider"), "{err}");
     let stripe = format!(

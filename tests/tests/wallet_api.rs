@@ -239,11 +239,11 @@ async fn every_error_code(backend: Backend) {
     );
     assert_eq!(
         app.gql(Some(&dave), "{ nosuchfield }", json!({})).await.code(),
-        "BAD_USER_INPUT"
+        "GRAPHQL_VALIDATION_FAILED"
     );
     assert_eq!(
         app.gql(Some(&dave), "{ me { ", json!({})).await.code(),
-        "BAD_USER_INPUT"
+        "GRAPHQL_PARSE_FAILED"
     );
 
     // NOT_FOUND: unknown user, organization, plan.

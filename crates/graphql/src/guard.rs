@@ -250,7 +250,15 @@ impl Extension for DocumentGuardExtension {
     ) -> Result<ValidationResult, Vec<ServerError>> {
         next.run(ctx).await.map_err(|mut errors| {
             for e in &mut errors {
-                set_code(e, Code::GraphqlValidationFailed);
+                // A value that does not fit its argument's type is the
+                // user's input (as Apollo's servers say); the rest is the
+                // operation not fitting the schema.
+                let code = if e.message.starts_with("Invalid value for argument") {
+                    Code::BadUserInput
+                } else {
+                    Code::GraphqlValidationFailed
+                };
+                set_code(e, code);
             }
             errors
         })

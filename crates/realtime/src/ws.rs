@@ -28,6 +28,9 @@ pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
 pub const CLOSE_TOO_MANY_CONNECTIONS: u16 = 4429;
 /// Closes a connection that went silent (no pong, no message).
 pub const CLOSE_TIMEOUT: u16 = 3008;
+/// Closes every connection when the server shuts down ("going away"), so
+/// that clients reconnect at once (to another replica).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// What `connection_init` decided.
 pub enum InitOutcome {
@@ -107,15 +110,16 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
-/// Serves one WebSocket until either side ends it. `permit` is this
-/// connection's place on the replica; `on_init` authenticates the
-/// `connection_init` payload.
+/// Serves one WebSocket until either side ends it, or the server shuts
+/// down (`shutdown`: closed with 1001). `permit` is this connection's place
+/// on the replica; `on_init` authenticates the `connection_init` payload.
 pub async fn serve<E, F, Fut>(
     socket: WebSocket,
     executor: E,
     settings: WsSettings,
     permit: ConnectionPermit,
     on_init: F,
+    shutdown: tokio_util::sync::CancellationToken,
 ) where
     E: Executor,
     F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
@@ -203,6 +207,10 @@ pub async fn serve<E, F, Fut>(
                 if sink.send(out).await.is_err() {
                     break;
                 }
+            }
+            () = shutdown.cancelled() => {
+                let _ = sink.send(close(CLOSE_GOING_AWAY, "the server is shutting down; reconnect")).await;
+                break;
             }
             _ = tokio::time::sleep_until(init_deadline) => {
                 let _ = sink.send(close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout")).await;

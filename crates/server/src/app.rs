@@ -62,6 +62,8 @@ pub struct App {
     pub ai: AiService,
     /// The metrics endpoint; `None` when it is off.
     pub metrics: Option<crate::metrics::Metrics>,
+    /// Cancelled when the server begins to shut down: WebSockets close (1001).
+    pub shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for App {
@@ -132,6 +134,7 @@ impl App {
             ai,
             realtime,
             metrics,
+            shutdown: CancellationToken::new(),
         })
     }
 
@@ -199,8 +202,14 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        // WebSockets are not requests in flight: they are told to go away
+        // (1001) as soon as shutdown begins.
+        let sockets = self.shutdown.clone();
         axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                sockets.cancel();
+            })
             .await
     }
 
@@ -330,6 +339,7 @@ async fn graphql_ws(
             .into_response();
     };
     let schema = app.schema.clone();
+    let shutdown = app.shutdown.clone();
     let settings = WsSettings::from_config(&app.config.realtime);
     // Small per-connection buffers: subscription traffic is small messages,
     // and ten thousand idle sockets should not hold 128 KiB each.
@@ -343,7 +353,7 @@ async fn graphql_ws(
                 let app = app.clone();
                 move |payload| async move { connection_init(&app, payload) }
             };
-            creditgate_realtime::ws::serve(socket, schema, settings, permit, on_init).await;
+            creditgate_realtime::ws::serve(socket, schema, settings, permit, on_init, shutdown).await;
         })
         .into_response()
 }
