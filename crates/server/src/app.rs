@@ -146,6 +146,8 @@ impl App {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/webhooks/stripe", axum::routing::post(crate::webhooks::stripe_webhook))
+            .route("/v1/chat/completions", axum::routing::post(crate::openai_compat::chat_completions))
+            .route("/v1/models", get(crate::openai_compat::models))
             .merge(self.public_metrics_route())
             .layer(RequestBodyLimitLayer::new(self.config.limits.body_bytes))
             .layer(CatchPanicLayer::new())

@@ -7,6 +7,7 @@ pub mod config;
 mod graphql_http;
 pub mod housekeeping;
 pub mod metrics;
+mod openai_compat;
 pub mod request_id;
 pub mod telemetry;
 pub mod webhooks;
