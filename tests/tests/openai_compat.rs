@@ -38,11 +38,7 @@ async fn start(backend: Backend) -> (OpenAiApp, MockServer) {
 
 /// An OpenAI SDK client pointed at creditgate, the JWT as its api key.
 fn sdk(app: &TestApp, token: &str) -> Client<OpenAIConfig> {
-    Client::with_config(
-        OpenAIConfig::new()
-            .with_api_base(app.url("/v1"))
-            .with_api_key(token),
-    )
+    Client::with_config(OpenAIConfig::new().with_api_base(app.url("/v1")).with_api_key(token))
 }
 
 fn chat_request(model: &str, extra: Value) -> CreateChatCompletionRequest {
@@ -110,7 +106,10 @@ async fn the_sdk_is_charged_like_run_ai(backend: Backend) {
         assert_eq!(answer.object, "chat.completion");
         assert_eq!(answer.model, format!("{provider}/{model}"));
         assert_eq!(answer.choices.len(), 1);
-        assert_eq!(answer.choices[0].message.content.as_deref(), expected["content"].as_str());
+        assert_eq!(
+            answer.choices[0].message.content.as_deref(),
+            expected["content"].as_str()
+        );
         let usage = answer.usage.unwrap();
         assert_eq!(
             (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens),
@@ -157,7 +156,10 @@ async fn the_sdk_is_charged_like_run_ai(backend: Backend) {
         );
         assert_eq!(text, expected["content"].as_str().unwrap(), "{name}");
         assert_eq!(last_entry(app, &streamer).await, expected_entry, "{name}");
-        assert_eq!(app.wallet(&streamer).await["available"], expected["wallet"]["available"]);
+        assert_eq!(
+            app.wallet(&streamer).await["available"],
+            expected["wallet"]["available"]
+        );
     }
     // The OpenAI requests all went through the platform's key: 3 per model name.
     assert_eq!(chat_requests_seen(&mock).await.len(), 6);
@@ -243,7 +245,12 @@ async fn headers_streams_and_idempotency(backend: Backend) {
 async fn spend_everything(app: &TestApp, token: &str, user: &str) {
     use creditgate_storage::{HoldRequest, Placement, UsageDetails};
     let available: creditgate_domain::Credits = app.wallet(token).await["available"].as_str().unwrap().parse().unwrap();
-    let Placement::Placed { hold, .. } = app.app.store.place_hold(user, &HoldRequest::new(available)).await.unwrap()
+    let Placement::Placed { hold, .. } = app
+        .app
+        .store
+        .place_hold(user, &HoldRequest::new(available))
+        .await
+        .unwrap()
     else {
         panic!("no hold")
     };
@@ -310,8 +317,16 @@ async fn errors_are_openai_errors(backend: Backend) {
     let alice = app.member("alice", "acme");
     let (status, code, _) = raw(Some(&alice), ok_body.clone(), &[("X-Creditgate-Feature", "TELEPATHY")]).await;
     assert_eq!((status, code.as_str()), (400, "bad_user_input"));
-    let (status, code, e) = raw(Some(&alice), json!({"model": "nope/nothing", "messages": [{"role": "user", "content": "hi"}]}), &[]).await;
-    assert_eq!((status, code.as_str(), e["param"].as_str()), (404, "model_not_found", Some("model")));
+    let (status, code, e) = raw(
+        Some(&alice),
+        json!({"model": "nope/nothing", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str(), e["param"].as_str()),
+        (404, "model_not_found", Some("model"))
+    );
     let image = json!({"model": "demo/demo-1", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]});

@@ -17,10 +17,12 @@ mod wire;
 
 use std::borrow::Cow;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use creditgate_domain::AiFeature;
 use creditgate_graphql::{ApiError, wallet_user};
 use creditgate_metering::{AiMessage, AiOutcome, AiRequest, AiService};
@@ -35,6 +37,13 @@ pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempote
 pub(crate) const CREDITS_CHARGED: HeaderName = HeaderName::from_static("x-creditgate-credits-charged");
 pub(crate) const BALANCE: HeaderName = HeaderName::from_static("x-creditgate-balance");
 pub(crate) const BILLING_MODE: HeaderName = HeaderName::from_static("x-creditgate-billing-mode");
+
+/// `POST /v1/chat/completions` and `GET /v1/models`.
+pub(crate) fn routes() -> Router<App> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+}
 
 /// A failed request, as OpenAI's error body.
 #[derive(Debug)]
@@ -119,7 +128,7 @@ fn caller_identity(app: &App, headers: &HeaderMap) -> Result<creditgate_storage:
 
 /// `GET /v1/models`: the priced models of the loaded providers, as
 /// `provider/model`.
-pub(crate) async fn models(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn models(State(app): State<App>, headers: HeaderMap) -> Response {
     if let Err(e) = caller_identity(&app, &headers) {
         return e.into_response();
     }
@@ -131,13 +140,7 @@ pub(crate) async fn models(State(app): State<App>, headers: HeaderMap) -> Respon
             owned_by: provider.to_owned(),
         })
         .collect();
-    json_response(
-        StatusCode::OK,
-        &wire::ModelList {
-            object: "list",
-            data,
-        },
-    )
+    json_response(StatusCode::OK, &wire::ModelList { object: "list", data })
 }
 
 /// The priced models whose provider is loaded.
@@ -149,7 +152,7 @@ fn usable_models(ai: &AiService) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// `POST /v1/chat/completions`.
-pub(crate) async fn chat_completions(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat_completions(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     match chat(&app, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -173,7 +176,11 @@ async fn chat(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response, C
         )
     })?;
     let stream = req.stream.unwrap_or(false);
-    let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
     let translated = translate(&app.ai, headers, req)?;
     if stream {
         let items = app.ai.run_stream(&user.id, &translated.request).await?;
@@ -196,7 +203,9 @@ fn translate(ai: &AiService, headers: &HeaderMap, req: wire::ChatRequest) -> Res
         return Err(CompatError::bad_input(Some("n"), "only n = 1 is supported"));
     }
     for (param, v) in [("tools", &req.tools), ("functions", &req.functions)] {
-        if v.as_ref().is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
+        if v.as_ref()
+            .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+        {
             return Err(CompatError::bad_input(
                 Some(param),
                 "tools and function calling are not supported",
@@ -254,7 +263,12 @@ fn feature_of(headers: &HeaderMap) -> Result<AiFeature, CompatError> {
     let Some(value) = headers.get(FEATURE) else {
         return Ok(AiFeature::Chat);
     };
-    let text = value.to_str().unwrap_or("").trim().to_ascii_uppercase().replace('-', "_");
+    let text = value
+        .to_str()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_uppercase()
+        .replace('-', "_");
     text.parse().map_err(|_| {
         let known: Vec<&str> = AiFeature::ALL.iter().map(|f| f.as_str()).collect();
         CompatError::bad_input(
