@@ -192,6 +192,11 @@ impl PricingTable {
             })
     }
 
+    /// Every priced model, as (provider, model), in order.
+    pub fn models(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.models.keys().map(|(p, m)| (p.as_str(), m.as_str()))
+    }
+
     /// The priced models of a provider.
     pub fn models_of<'a>(&'a self, provider: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.models

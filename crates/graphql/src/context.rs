@@ -76,14 +76,22 @@ pub(crate) fn require_role<'a>(ctx: &Context<'a>, role: Role) -> ApiResult<&'a I
 /// SERVICE identities have no wallet of their own.
 pub(crate) async fn caller_user(ctx: &Context<'_>) -> ApiResult<User> {
     let id = identity(ctx)?;
+    let load = || wallet_user(&services(ctx).store, id);
+    match ctx.data_opt::<CallerUser>() {
+        Some(cell) => cell.0.get_or_try_init(load).await.cloned(),
+        None => load().await,
+    }
+}
+
+/// The member or admin `id` names, created with their wallet on first
+/// sight; FORBIDDEN for a SERVICE identity, which has no wallet. Every
+/// door that acts for the caller (GraphQL, the OpenAI-compatible
+/// endpoint) resolves its user here.
+pub async fn wallet_user(store: &Store, id: &Identity) -> ApiResult<User> {
     if id.role == Role::Service {
         return Err(ApiError::forbidden(
             "a SERVICE identity has no wallet; act on users by id",
         ));
     }
-    let load = || async { services(ctx).store.ensure_user(id).await.map_err(ApiError::from) };
-    match ctx.data_opt::<CallerUser>() {
-        Some(cell) => cell.0.get_or_try_init(load).await.cloned(),
-        None => load().await,
-    }
+    store.ensure_user(id).await.map_err(ApiError::from)
 }

@@ -64,6 +64,25 @@ impl Code {
             Code::Internal => "INTERNAL",
         }
     }
+
+    /// The HTTP status of a request that failed with this code, for the
+    /// doors that answer in plain HTTP (the OpenAI-compatible endpoint);
+    /// GraphQL itself answers 200 with the code in the body.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Code::Unauthenticated => 401,
+            Code::Forbidden => 403,
+            Code::BadUserInput | Code::GraphqlParseFailed | Code::GraphqlValidationFailed => 400,
+            Code::NotFound | Code::PersistedQueryNotFound => 404,
+            Code::InsufficientCredits => 402,
+            Code::IdempotencyConflict => 409,
+            // The provider refused the user's own key: an upstream failure.
+            Code::ByokKeyInvalid | Code::ProviderError => 502,
+            Code::ProviderUnavailable => 503,
+            Code::RateLimited => 429,
+            Code::Internal => 500,
+        }
+    }
 }
 
 /// An error as the API shows it. (Deliberately not `Display`: it reaches

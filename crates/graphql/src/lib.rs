@@ -15,7 +15,7 @@ mod usage;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
-pub use context::{ApiLimits, Auth, CallerUser, Services};
+pub use context::{ApiLimits, Auth, CallerUser, Services, wallet_user};
 pub use error::{ApiError, ApiResult, Code};
 pub use guard::{DocumentError, DocumentLimits, HttpGet, check_document};
 pub use scalars::CreditsScalar;

@@ -149,6 +149,7 @@ impl App {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/webhooks/stripe", axum::routing::post(crate::webhooks::stripe_webhook))
+            .merge(crate::openai_compat::routes())
             .merge(self.public_metrics_route())
             .layer(RequestBodyLimitLayer::new(self.config.limits.body_bytes))
             .layer(CatchPanicLayer::new())

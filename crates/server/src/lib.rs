@@ -8,6 +8,7 @@ pub mod cors;
 mod graphql_http;
 pub mod housekeeping;
 pub mod metrics;
+mod openai_compat;
 pub mod request_id;
 pub mod telemetry;
 pub mod webhooks;

@@ -1,9 +1,10 @@
 //! The cost of the gateway: a full credit-paid runAi through a running
 //! creditgate server (its own process, pinned to one core) against a mock
-//! provider that answers at once, next to the same provider request sent
-//! straight to the mock. Reports the added latency (p50, p99) at each
-//! concurrency, requests per second, the server's CPU time per request and
-//! its peak memory.
+//! provider that answers at once, and the same request through the
+//! OpenAI-compatible door (`POST /v1/chat/completions`), next to the
+//! provider request sent straight to the mock. Reports the added latency
+//! (p50, p99) of each door at each concurrency, requests per second, the
+//! server's CPU time per request and its peak memory.
 //!
 //!   cargo build --release --workspace
 //!   cargo run --release -p creditgate-bench --bin gateway -- --backend sqlite
@@ -194,6 +195,8 @@ async fn main() -> Result<()> {
         "variables": {"i": {"feature": "CHAT", "provider": "openai", "model": "gpt-4o-mini",
                              "messages": [{"role": "user", "content": "What is the capital of France?"}]}}
     }));
+    let compat = Arc::new(json!({"model": "openai/gpt-4o-mini",
+                                 "messages": [{"role": "user", "content": "What is the capital of France?"}]}));
     let direct = Arc::new(
         json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_completion_tokens": 1024}),
     );
@@ -202,37 +205,73 @@ async fn main() -> Result<()> {
         "backend: {:?}; server pinned to core {}; mock and client on the other cores",
         backend, cli.server_core
     );
-    // Warm up both paths.
-    through_gateway(&http, &server.url, &users, &run, 200, 8).await?;
+    // Warm up every path.
+    through_gateway(&http, &server.url, &users, Door::RunAi, &run, 200, 8).await?;
+    through_gateway(&http, &server.url, &users, Door::OpenAi, &compat, 200, 8).await?;
     for &c in &cli.concurrency {
-        let cpu0 = proc_cpu_ticks(pid)?;
-        let (gw, gw_elapsed) = through_gateway(&http, &server.url, &users, &run, cli.requests, c).await?;
-        let cpu1 = proc_cpu_ticks(pid)?;
         let (dr, _) = straight(&http, &format!("http://{mock_addr}"), &direct, cli.requests, c).await?;
-        let ticks_per_sec = 100.0; // USER_HZ on Linux
-        let cpu_ms_per_req = (cpu1 - cpu0) as f64 / ticks_per_sec * 1000.0 / cli.requests as f64;
-        let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
-        println!(
-            "concurrency {c:>3}: gateway p50 {:.3} ms p99 {:.3} ms | direct p50 {:.3} ms p99 {:.3} ms | added p50 {:.3} ms p99 {:.3} ms | {:.0} req/s | server CPU {:.3} ms/req",
-            q(&gw, 0.5),
-            q(&gw, 0.99),
-            q(&dr, 0.5),
-            q(&dr, 0.99),
-            q(&gw, 0.5) - q(&dr, 0.5),
-            q(&gw, 0.99) - q(&dr, 0.99),
-            cli.requests as f64 / gw_elapsed.as_secs_f64(),
-            cpu_ms_per_req,
-        );
+        for (door, body) in [(Door::RunAi, &run), (Door::OpenAi, &compat)] {
+            let cpu0 = proc_cpu_ticks(pid)?;
+            let (gw, gw_elapsed) = through_gateway(&http, &server.url, &users, door, body, cli.requests, c).await?;
+            let cpu1 = proc_cpu_ticks(pid)?;
+            let ticks_per_sec = 100.0; // USER_HZ on Linux
+            let cpu_ms_per_req = (cpu1 - cpu0) as f64 / ticks_per_sec * 1000.0 / cli.requests as f64;
+            let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+            println!(
+                "concurrency {c:>3} {:<22}: p50 {:.3} ms p99 {:.3} ms | direct p50 {:.3} ms p99 {:.3} ms | added p50 {:.3} ms p99 {:.3} ms | {:.0} req/s | server CPU {:.3} ms/req",
+                door.name(),
+                q(&gw, 0.5),
+                q(&gw, 0.99),
+                q(&dr, 0.5),
+                q(&dr, 0.99),
+                q(&gw, 0.5) - q(&dr, 0.5),
+                q(&gw, 0.99) - q(&dr, 0.99),
+                cli.requests as f64 / gw_elapsed.as_secs_f64(),
+                cpu_ms_per_req,
+            );
+        }
     }
     println!("server peak RSS: {:.1} MiB", peak_rss_kib(pid)? as f64 / 1024.0);
     drop(server);
     Ok(())
 }
 
+/// The way in: GraphQL's runAi, or the OpenAI-compatible endpoint.
+#[derive(Clone, Copy)]
+enum Door {
+    RunAi,
+    OpenAi,
+}
+
+impl Door {
+    fn name(self) -> &'static str {
+        match self {
+            Door::RunAi => "runAi",
+            Door::OpenAi => "/v1/chat/completions",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Door::RunAi => "/graphql",
+            Door::OpenAi => "/v1/chat/completions",
+        }
+    }
+
+    /// Whether an answer is a success.
+    fn succeeded(self, status: reqwest::StatusCode, r: &serde_json::Value) -> bool {
+        match self {
+            Door::RunAi => status.is_success() && r.get("errors").is_none(),
+            Door::OpenAi => status.is_success() && r["choices"][0]["message"]["content"].is_string(),
+        }
+    }
+}
+
 async fn through_gateway(
     http: &reqwest::Client,
     url: &str,
     users: &[String],
+    door: Door,
     body: &Arc<serde_json::Value>,
     n: usize,
     c: usize,
@@ -241,7 +280,7 @@ async fn through_gateway(
     let mut tasks = Vec::new();
     for t in 0..c {
         let http = http.clone();
-        let url = format!("{url}/graphql");
+        let url = format!("{url}{}", door.path());
         let user = users[t % users.len()].clone();
         let body = body.clone();
         let per = n / c;
@@ -249,16 +288,11 @@ async fn through_gateway(
             let mut h = Histogram::<u64>::new(3)?;
             for _ in 0..per {
                 let t0 = Instant::now();
-                let r: serde_json::Value = http
-                    .post(&url)
-                    .bearer_auth(&user)
-                    .json(&*body)
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                if r.get("errors").is_some() {
-                    bail!("runAi failed: {r}");
+                let resp = http.post(&url).bearer_auth(&user).json(&*body).send().await?;
+                let status = resp.status();
+                let r: serde_json::Value = resp.json().await?;
+                if !door.succeeded(status, &r) {
+                    bail!("{} failed: {status} {r}", door.name());
                 }
                 h.record(t0.elapsed().as_micros() as u64)?;
             }
