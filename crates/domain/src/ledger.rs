@@ -326,9 +326,26 @@ impl WalletState {
     /// Takes back up to `amount` permanent credits, as far as they are left
     /// unreserved (a refund); never below 0.
     pub fn take_back_permanent(&mut self, amount: Credits, description: Option<String>) -> Posting {
+        self.deduct_permanent(ActivityKind::Refund, amount, description)
+    }
+
+    /// A negative correction (ADJUSTMENT) of up to `amount` permanent
+    /// credits, as far as they are left unreserved; never below 0. When
+    /// less was left, the entry's description says so.
+    pub fn adjust_down(&mut self, amount: Credits, reason: &str) -> Posting {
+        let left = self.free_permanent().max(Credits::ZERO);
+        let description = if amount > left {
+            format!("{reason} ({amount} requested; only {left} left, all of it taken)")
+        } else {
+            reason.to_owned()
+        };
+        self.deduct_permanent(ActivityKind::Adjustment, amount, Some(description))
+    }
+
+    fn deduct_permanent(&mut self, kind: ActivityKind, amount: Credits, description: Option<String>) -> Posting {
         let taken = amount.max(Credits::ZERO).min(self.free_permanent().max(Credits::ZERO));
         self.permanent = Credits::from_millis(self.permanent.millis() - taken.millis());
-        Posting::new(ActivityKind::Refund, 0, -taken.millis(), description)
+        Posting::new(kind, 0, -taken.millis(), description)
     }
 
     /// The organization moved to a plan giving `allocation` monthly credits.
@@ -370,6 +387,25 @@ mod tests {
     fn cycle(s: &str) -> Cycle {
         let t = DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         cycle_at(anchor_for(t), t)
+    }
+
+    #[test]
+    fn a_negative_adjustment_takes_what_is_left_and_says_so() {
+        let (mut w, _) = WalletState::open(cycle("2025-01-10T00:00:00Z"), c(10));
+        w.add_permanent(ActivityKind::Grant, c(5), None).unwrap();
+        let p = w.adjust_down(c(2), "duplicate grant");
+        assert_eq!(
+            (p.kind, p.permanent_delta, p.monthly_delta),
+            (ActivityKind::Adjustment, c(-2), c(0))
+        );
+        assert_eq!(p.description.as_deref(), Some("duplicate grant"));
+        let p = w.adjust_down(c(50), "chargeback");
+        assert_eq!(p.permanent_delta, c(-3));
+        assert_eq!(
+            p.description.as_deref(),
+            Some("chargeback (50 requested; only 3 left, all of it taken)")
+        );
+        assert_eq!((w.permanent, w.monthly), (c(0), c(10)));
     }
 
     #[test]

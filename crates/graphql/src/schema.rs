@@ -30,6 +30,17 @@ pub(crate) fn check_idempotency_key(key: &str) -> ApiResult<String> {
     Ok(creditgate_domain::check_key("idempotencyKey", key)?.to_owned())
 }
 
+/// A reason for a grant or a correction: 1 to 500 characters, trimmed.
+fn check_reason(reason: &str) -> ApiResult<&str> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
+        return Err(ApiError::bad_input(format!(
+            "reason must have 1 to {MAX_REASON_LEN} characters"
+        )));
+    }
+    Ok(reason)
+}
+
 /// The wallet's queries.
 #[derive(Default)]
 pub struct WalletQuery;
@@ -128,12 +139,7 @@ impl WalletMutation {
                 amount.0
             )));
         }
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
-            return Err(ApiError::bad_input(format!(
-                "reason must have 1 to {MAX_REASON_LEN} characters"
-            )));
-        }
+        let reason = check_reason(&reason)?;
         let key = check_idempotency_key(&idempotency_key)?;
         let entry = services(ctx)
             .store
@@ -141,6 +147,40 @@ impl WalletMutation {
                 &user_id,
                 &CreditRequest {
                     kind: DomainKind::Grant,
+                    amount: amount.0,
+                    description: Some(reason.to_owned()),
+                    reference: None,
+                    idempotency_key: Some(key),
+                },
+            )
+            .await?;
+        Ok(ActivityEntry::from(entry))
+    }
+
+    /// SERVICE only: a correction, positive or negative, on permanent credits
+    /// (never below 0: a negative one larger than what is left takes what is
+    /// left, and its entry says so). Idempotent by key.
+    async fn adjust_credits(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        amount: CreditsScalar,
+        reason: String,
+        idempotency_key: String,
+    ) -> ApiResult<ActivityEntry> {
+        require_role(ctx, DomainRole::Service)?;
+        creditgate_domain::check_id("userId", &user_id)?;
+        if amount.0.is_zero() {
+            return Err(ApiError::bad_input("an adjustment must not be 0"));
+        }
+        let reason = check_reason(&reason)?;
+        let key = check_idempotency_key(&idempotency_key)?;
+        let entry = services(ctx)
+            .store
+            .add_credits(
+                &user_id,
+                &CreditRequest {
+                    kind: DomainKind::Adjustment,
                     amount: amount.0,
                     description: Some(reason.to_owned()),
                     reference: None,

@@ -24,11 +24,13 @@ pub fn fingerprint(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-/// Permanent credits to add.
+/// Permanent credits to add (or, for an ADJUSTMENT, to take back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreditRequest {
     /// GRANT, PURCHASE or ADJUSTMENT.
     pub kind: ActivityKind,
+    /// Positive; an ADJUSTMENT may be negative: it takes back as much as is
+    /// left unreserved, never below 0.
     pub amount: Credits,
     pub description: Option<String>,
     /// What the credits came from (a purchase id, ...).
@@ -283,7 +285,9 @@ impl Store {
         ) {
             return Err(StoreError::InvalidInput(format!("{} does not add credits", req.kind)));
         }
-        if !req.amount.is_positive() {
+        // Only a correction may be negative (it takes back what is left).
+        let negative_adjustment = req.kind == ActivityKind::Adjustment && req.amount.is_negative();
+        if !req.amount.is_positive() && !negative_adjustment {
             return Err(StoreError::InvalidInput(format!(
                 "the amount must be positive, got {}",
                 req.amount
@@ -310,10 +314,15 @@ impl Store {
                 return Err(StoreError::IdempotencyConflict);
             }
         }
-        let posting = match locked
-            .state
-            .add_permanent(req.kind, req.amount, req.description.clone())
-        {
+        let added = match req.amount.checked_neg() {
+            Some(down) if negative_adjustment => Ok(locked
+                .state
+                .adjust_down(down, req.description.as_deref().unwrap_or("Correction"))),
+            _ => locked
+                .state
+                .add_permanent(req.kind, req.amount, req.description.clone()),
+        };
+        let posting = match added {
             Ok(p) => p,
             Err(e) => {
                 locked.rollback().await?;
