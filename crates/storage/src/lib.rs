@@ -9,13 +9,17 @@
 //! entries, in one transaction. Listeners hear of a change after its commit.
 
 mod byok;
+mod credits;
 pub mod entities;
 mod error;
+mod holds;
+mod identity;
 mod keyed;
 mod maintenance;
 pub mod metrics;
 mod model;
 mod ops;
+mod plans;
 mod purchases;
 mod query;
 mod realtime;
@@ -26,13 +30,15 @@ pub mod testing;
 mod usage;
 
 pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
+pub use credits::CreditRequest;
 pub use error::{StoreError, StoreResult};
+pub use holds::{HoldRequest, Placement};
 pub use keyed::KeyedHold;
 pub use model::{
     ActivityFilter, ActivityPage, Discrepancy, Entry, Hold, Identity, Organization, Resolution, UsageDetails, User,
     Wallet, WalletChange,
 };
-pub use ops::{CreditRequest, HoldRequest, Placement, fingerprint};
+pub use ops::fingerprint;
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
 pub use stats::PoolStats;
 pub use store::{Store, StoreOptions, WalletListener};

@@ -1,0 +1,386 @@
+//! Holds: credits reserved for a call whose cost is known only afterwards,
+//! resolved exactly once (settled or released).
+
+use chrono::Duration;
+use creditgate_domain::{ActivityKind, AiRequestStatus, Credits, HoldStatus, Posting, Reservation};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use crate::entities::{holds, journal_entries};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet};
+use crate::store::{EntryExtras, Store};
+
+/// Credits to reserve for a call whose cost is known only afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRequest {
+    /// The most the call can cost.
+    pub amount: Credits,
+    /// When set, a wallet that affords less than `amount` but at least this
+    /// much is held for what it affords instead of refused.
+    pub minimum: Option<Credits>,
+    pub idempotency_key: Option<String>,
+    /// Fingerprint of the request, compared when the key is reused.
+    pub request_hash: Option<String>,
+    /// What the call is, for the entry a sweep writes if it never resolves.
+    pub details: Option<UsageDetails>,
+    /// How long before the sweep releases it; the store's default if absent.
+    pub ttl: Option<Duration>,
+}
+
+impl HoldRequest {
+    pub fn new(amount: Credits) -> Self {
+        HoldRequest {
+            amount,
+            minimum: None,
+            idempotency_key: None,
+            request_hash: None,
+            details: None,
+            ttl: None,
+        }
+    }
+}
+
+/// The outcome of placing a hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// A new hold.
+    Placed { hold: Hold, wallet: Wallet },
+    /// The idempotency key was used before with the same request: that hold.
+    Existing {
+        hold: Hold,
+        status: HoldStatus,
+        entry: Option<Box<Entry>>,
+        /// What the first call stored as its result.
+        result: Option<String>,
+    },
+}
+
+/// What resolving a hold keeps besides the money.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// The call's result (JSON), for idempotent retries.
+    result: Option<String>,
+    /// Free the idempotency key (the call failed; a retry runs again).
+    forget_key: bool,
+}
+
+fn hold_from(row: &holds::Model) -> Hold {
+    Hold {
+        id: row.id.clone(),
+        user_id: row.user_id.clone(),
+        amount: Credits::from_millis(row.monthly_part + row.permanent_part),
+        monthly_part: Credits::from_millis(row.monthly_part),
+        permanent_part: Credits::from_millis(row.permanent_part),
+        cycle_start: row.cycle_start,
+        created_at: row.created_at,
+        deadline: row.deadline,
+    }
+}
+
+impl Store {
+    // ---------------------------------------------------------------- holds
+
+    /// Reserves credits for a call, monthly first; INSUFFICIENT_CREDITS when
+    /// the wallet does not afford it.
+    pub async fn place_hold(&self, user_id: &str, req: &HoldRequest) -> StoreResult<Placement> {
+        let mut locked = self.lock_existing(user_id).await?;
+        if let Some(key) = &req.idempotency_key {
+            let prior = holds::Entity::find()
+                .filter(holds::Column::UserId.eq(user_id))
+                .filter(holds::Column::IdempotencyKey.eq(key.as_str()))
+                .one(&locked.txn)
+                .await?;
+            if let Some(prior) = prior {
+                let entry = journal_entries::Entity::find()
+                    .filter(journal_entries::Column::UserId.eq(user_id))
+                    .filter(journal_entries::Column::HoldId.eq(prior.id.as_str()))
+                    .filter(journal_entries::Column::Kind.eq(ActivityKind::AiUsage.as_str()))
+                    .one(&locked.txn)
+                    .await?;
+                locked.rollback().await?;
+                if prior.request_hash != req.request_hash {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                let status = prior.status.parse().map_err(StoreError::corrupt)?;
+                return Ok(Placement::Existing {
+                    hold: hold_from(&prior),
+                    status,
+                    entry: entry.map(Entry::try_from).transpose()?.map(Box::new),
+                    result: prior.result.clone(),
+                });
+            }
+        }
+        let reservation = if req.amount.is_zero() && req.minimum.is_none() {
+            // A request paid otherwise (BYOK) still takes a hold of nothing:
+            // its idempotency, its result and its sweep work the same way.
+            Ok(creditgate_domain::Reservation {
+                monthly: Credits::ZERO,
+                permanent: Credits::ZERO,
+                cycle_start: locked.state.cycle.start,
+            })
+        } else {
+            match req.minimum {
+                Some(min) => locked.state.place_hold_up_to(req.amount, min),
+                None => locked.state.place_hold(req.amount),
+            }
+        };
+        let reservation = match reservation {
+            Ok(r) => r,
+            Err(e) => {
+                // A closed cycle is still worth keeping.
+                if locked.has_changes() {
+                    locked.commit_and_publish(self).await?;
+                } else {
+                    locked.rollback().await?;
+                }
+                return Err(e.into());
+            }
+        };
+        let details = req
+            .details
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(StoreError::corrupt)?;
+        let now = locked.now;
+        let row = holds::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user_id.to_owned(),
+            monthly_part: reservation.monthly.millis(),
+            permanent_part: reservation.permanent.millis(),
+            cycle_start: reservation.cycle_start,
+            status: HoldStatus::Open.as_str().to_owned(),
+            created_at: now,
+            deadline: now + req.ttl.unwrap_or(self.hold_ttl),
+            resolved_at: None,
+            idempotency_key: req.idempotency_key.clone(),
+            request_hash: req.request_hash.clone(),
+            journal_entry_id: None,
+            details,
+            result: None,
+        };
+        let hold = hold_from(&row);
+        let active: holds::ActiveModel = row.into();
+        if let Err(e) = holds::Entity::insert(active).exec_without_returning(&locked.txn).await {
+            locked.rollback().await?;
+            return Err(e.into());
+        }
+        let change = locked.commit_and_publish(self).await?;
+        Ok(Placement::Placed {
+            hold,
+            wallet: change.wallet,
+        })
+    }
+
+    /// Charges the actual cost of a call (never more than its hold; a cost
+    /// above it is charged the hold and reported as an overrun) and frees
+    /// the rest, writing the call's AI_USAGE entry. Resolves the hold once:
+    /// a second settle or release is refused.
+    pub async fn settle_hold(
+        &self,
+        user_id: &str,
+        hold_id: &str,
+        cost: Credits,
+        usage: UsageDetails,
+    ) -> StoreResult<Resolution> {
+        self.resolve_hold(
+            user_id,
+            hold_id,
+            cost,
+            HoldStatus::Settled,
+            Some(usage),
+            Outcome::default(),
+        )
+        .await
+    }
+
+    /// [`Store::settle_hold`], keeping `result` (JSON) with the hold so that
+    /// a retry with its idempotency key returns it.
+    pub async fn settle_hold_with_result(
+        &self,
+        user_id: &str,
+        hold_id: &str,
+        cost: Credits,
+        usage: UsageDetails,
+        result: String,
+    ) -> StoreResult<Resolution> {
+        let outcome = Outcome {
+            result: Some(result),
+            forget_key: false,
+        };
+        self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage), outcome)
+            .await
+    }
+
+    /// Frees a hold and charges nothing; writes the call's entry (FAILED,
+    /// say) when `usage` is given.
+    pub async fn release_hold(
+        &self,
+        user_id: &str,
+        hold_id: &str,
+        usage: Option<UsageDetails>,
+    ) -> StoreResult<Resolution> {
+        self.resolve_hold(
+            user_id,
+            hold_id,
+            Credits::ZERO,
+            HoldStatus::Released,
+            usage,
+            Outcome::default(),
+        )
+        .await
+    }
+
+    /// [`Store::release_hold`] for a call that failed: its idempotency key is
+    /// freed, so a retry with the same key runs again.
+    pub async fn release_failed_hold(
+        &self,
+        user_id: &str,
+        hold_id: &str,
+        usage: UsageDetails,
+    ) -> StoreResult<Resolution> {
+        let outcome = Outcome {
+            result: None,
+            forget_key: true,
+        };
+        self.resolve_hold(
+            user_id,
+            hold_id,
+            Credits::ZERO,
+            HoldStatus::Released,
+            Some(usage),
+            outcome,
+        )
+        .await
+    }
+
+    pub(crate) async fn resolve_hold(
+        &self,
+        user_id: &str,
+        hold_id: &str,
+        cost: Credits,
+        status: HoldStatus,
+        usage: Option<UsageDetails>,
+        outcome: Outcome,
+    ) -> StoreResult<Resolution> {
+        if cost.is_negative() {
+            return Err(StoreError::InvalidInput("a cost cannot be negative".into()));
+        }
+        let mut locked = self.lock_existing(user_id).await?;
+        let mut claim = holds::Entity::update_many()
+            .col_expr(holds::Column::Status, Expr::value(status.as_str()))
+            .col_expr(holds::Column::ResolvedAt, Expr::value(Some(locked.now)));
+        if let Some(result) = outcome.result {
+            claim = claim.col_expr(holds::Column::Result, Expr::value(Some(result)));
+        }
+        if outcome.forget_key || status == HoldStatus::Expired {
+            claim = claim.col_expr(holds::Column::IdempotencyKey, Expr::value(Option::<String>::None));
+        }
+        let claimed = claim
+            .filter(holds::Column::Id.eq(hold_id))
+            .filter(holds::Column::UserId.eq(user_id))
+            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .exec_with_returning(&locked.txn)
+            .await?
+            .pop();
+        let Some(row) = claimed else {
+            let existing = holds::Entity::find_by_id(hold_id.to_owned())
+                .filter(holds::Column::UserId.eq(user_id))
+                .one(&locked.txn)
+                .await?;
+            locked.rollback().await?;
+            return Err(match existing {
+                Some(h) => StoreError::HoldNotOpen {
+                    id: hold_id.to_owned(),
+                    status: h.status,
+                },
+                None => StoreError::NotFound {
+                    what: "hold",
+                    id: hold_id.to_owned(),
+                },
+            });
+        };
+        let reservation = Reservation {
+            monthly: Credits::from_millis(row.monthly_part),
+            permanent: Credits::from_millis(row.permanent_part),
+            cycle_start: row.cycle_start,
+        };
+        let settlement = locked.state.settle_hold(&reservation, cost);
+        let usage = match usage {
+            Some(u) => Some(u),
+            None if status == HoldStatus::Expired => {
+                let mut u: UsageDetails = row
+                    .details
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .unwrap_or_default();
+                u.status = Some(AiRequestStatus::Failed);
+                u.description = Some("Released after its deadline: the request never finished".into());
+                (row.details.is_some()).then_some(u)
+            }
+            None => None,
+        };
+        let writes_entry = usage.is_some() || settlement.charged.is_positive();
+        if writes_entry {
+            let posting = Posting {
+                kind: ActivityKind::AiUsage,
+                monthly_delta: settlement.monthly_delta,
+                permanent_delta: settlement.permanent_delta,
+                credits_consumed: settlement.charged,
+                description: settlement
+                    .overrun
+                    .then(|| "The provider reported more than was held; charged the hold".into()),
+            };
+            locked.push(
+                posting,
+                EntryExtras {
+                    usage,
+                    hold_id: Some(row.id.clone()),
+                    ..EntryExtras::default()
+                },
+            );
+        }
+        if let Some(expiry) = settlement.expiry.clone() {
+            locked.push(
+                expiry,
+                EntryExtras {
+                    hold_id: Some(row.id.clone()),
+                    ..EntryExtras::default()
+                },
+            );
+        }
+        let change = locked.commit_and_publish(self).await?;
+        let entry = if writes_entry {
+            change.entries.iter().find(|e| e.kind == ActivityKind::AiUsage).cloned()
+        } else {
+            None
+        };
+        if settlement.overrun {
+            tracing::warn!(
+                hold_id,
+                user_id,
+                "provider reported more usage than was held; charged the hold"
+            );
+        }
+        Ok(Resolution {
+            charged: settlement.charged,
+            overrun: settlement.overrun,
+            entry,
+            wallet: change.wallet,
+        })
+    }
+
+    /// The open holds of a user.
+    pub async fn open_holds(&self, user_id: &str) -> StoreResult<Vec<Hold>> {
+        Ok(holds::Entity::find()
+            .filter(holds::Column::UserId.eq(user_id))
+            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .order_by_asc(holds::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(hold_from)
+            .collect())
+    }
+}
