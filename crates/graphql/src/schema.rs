@@ -41,6 +41,36 @@ fn check_reason(reason: &str) -> ApiResult<&str> {
     Ok(reason)
 }
 
+/// A grant or a correction by the back office (the caller checked the
+/// SERVICE role): one entry on
+/// the user's permanent credits, with its reason, once per key.
+async fn change_permanent(
+    ctx: &Context<'_>,
+    kind: DomainKind,
+    user_id: &ID,
+    amount: CreditsScalar,
+    reason: &str,
+    idempotency_key: &str,
+) -> ApiResult<ActivityEntry> {
+    creditgate_domain::check_id("userId", user_id)?;
+    let reason = check_reason(reason)?;
+    let key = check_idempotency_key(idempotency_key)?;
+    let entry = services(ctx)
+        .store
+        .add_credits(
+            user_id,
+            &CreditRequest {
+                kind,
+                amount: amount.0,
+                description: Some(reason.to_owned()),
+                reference: None,
+                idempotency_key: Some(key),
+            },
+        )
+        .await?;
+    Ok(ActivityEntry::from(entry))
+}
+
 /// The wallet's queries.
 #[derive(Default)]
 pub struct WalletQuery;
@@ -132,29 +162,13 @@ impl WalletMutation {
         idempotency_key: String,
     ) -> ApiResult<ActivityEntry> {
         require_role(ctx, DomainRole::Service)?;
-        creditgate_domain::check_id("userId", &user_id)?;
         if !amount.0.is_positive() {
             return Err(ApiError::bad_input(format!(
                 "a grant must be positive, got {}",
                 amount.0
             )));
         }
-        let reason = check_reason(&reason)?;
-        let key = check_idempotency_key(&idempotency_key)?;
-        let entry = services(ctx)
-            .store
-            .add_credits(
-                &user_id,
-                &CreditRequest {
-                    kind: DomainKind::Grant,
-                    amount: amount.0,
-                    description: Some(reason.to_owned()),
-                    reference: None,
-                    idempotency_key: Some(key),
-                },
-            )
-            .await?;
-        Ok(ActivityEntry::from(entry))
+        change_permanent(ctx, DomainKind::Grant, &user_id, amount, &reason, &idempotency_key).await
     }
 
     /// SERVICE only: a correction, positive or negative, on permanent credits
@@ -169,26 +183,10 @@ impl WalletMutation {
         idempotency_key: String,
     ) -> ApiResult<ActivityEntry> {
         require_role(ctx, DomainRole::Service)?;
-        creditgate_domain::check_id("userId", &user_id)?;
         if amount.0.is_zero() {
             return Err(ApiError::bad_input("an adjustment must not be 0"));
         }
-        let reason = check_reason(&reason)?;
-        let key = check_idempotency_key(&idempotency_key)?;
-        let entry = services(ctx)
-            .store
-            .add_credits(
-                &user_id,
-                &CreditRequest {
-                    kind: DomainKind::Adjustment,
-                    amount: amount.0,
-                    description: Some(reason.to_owned()),
-                    reference: None,
-                    idempotency_key: Some(key),
-                },
-            )
-            .await?;
-        Ok(ActivityEntry::from(entry))
+        change_permanent(ctx, DomainKind::Adjustment, &user_id, amount, &reason, &idempotency_key).await
     }
 
     /// SERVICE only: move an organization to another plan. An upgrade grants
