@@ -5,8 +5,8 @@
 
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use creditgate_payments::{Checkout, CheckoutRequest, CreditPack as PackConfig, PaymentError, Payments, ProviderKind};
-use creditgate_storage::{NewPurchase, Purchase as StoredPurchase, PurchaseStart, PurchaseUpdate};
+use creditgate_payments::{Buyer, CreditPack as PackConfig, PaymentError, Payments, PurchaseError, PurchaseService};
+use creditgate_storage::Purchase as StoredPurchase;
 
 use crate::context::{caller_user, identity, services};
 use crate::error::{ApiError, ApiResult, Code};
@@ -89,11 +89,9 @@ fn payments<'a>(ctx: &Context<'a>) -> ApiResult<&'a Payments> {
         .map_err(|_| ApiError::internal(&"the schema was built without its payments data"))
 }
 
-fn provider_name(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Dev => "dev",
-        ProviderKind::Stripe => "stripe",
-    }
+fn purchase_service<'a>(ctx: &Context<'a>) -> ApiResult<&'a PurchaseService> {
+    ctx.data::<PurchaseService>()
+        .map_err(|_| ApiError::internal(&"the schema was built without its purchase service"))
 }
 
 fn payment_error(e: &PaymentError) -> ApiError {
@@ -141,63 +139,17 @@ impl PurchaseMutation {
     async fn purchase_credits(&self, ctx: &Context<'_>, pack_id: ID, idempotency_key: String) -> ApiResult<Purchase> {
         let user = caller_user(ctx).await?;
         let key = check_idempotency_key(&idempotency_key)?;
-        let payments = payments(ctx)?;
-        let store = &services(ctx).store;
-        let pack = payments
-            .catalog()
-            .active_pack(&pack_id)
-            .ok_or_else(|| ApiError::not_found(format!("credit pack `{}` is not on sale", pack_id.as_str())))?;
-        let provider = payments.provider();
-        let start = store
-            .create_purchase(&NewPurchase {
-                user_id: user.id.clone(),
-                pack_id: pack.id.clone(),
-                pack_name: pack.name.clone(),
-                credits: pack.credits,
-                price_cents: pack.price_cents,
-                currency: pack.currency.clone(),
-                provider: provider_name(provider.kind()).to_owned(),
-                idempotency_key: key,
-            })
-            .await?;
-        let purchase = match start {
-            PurchaseStart::Created(p) => p,
-            // A retry: the first call's purchase, unless that call never got
-            // as far as the provider (then it goes on from there).
-            PurchaseStart::Existing(p)
-                if p.status != creditgate_storage::PurchaseStatus::Pending || p.provider_session_id.is_some() =>
-            {
-                return Ok(Purchase::from(p));
-            }
-            PurchaseStart::Existing(p) => p,
+        let buyer = Buyer {
+            user_id: &user.id,
+            email: user.email.as_deref(),
         };
-        let checkout = provider
-            .start_checkout(&CheckoutRequest {
-                purchase_id: &purchase.id,
-                user_id: &user.id,
-                user_email: user.email.as_deref(),
-                pack,
-            })
-            .await;
-        let stored = match checkout {
-            Ok(Checkout::Completed) => match store.complete_purchase(&purchase.id, None, None, None).await? {
-                PurchaseUpdate::Applied(p) | PurchaseUpdate::Unchanged(p) => p,
-                PurchaseUpdate::AlreadyProcessed => store
-                    .purchase(&purchase.id)
-                    .await?
-                    .ok_or_else(|| ApiError::internal(&"a completed purchase vanished"))?,
-            },
-            Ok(Checkout::Redirect { session_id, url }) => {
-                store.attach_checkout(&purchase.id, &session_id, &url).await?
+        match purchase_service(ctx)?.start(buyer, &pack_id, key).await {
+            Ok(purchase) => Ok(Purchase::from(purchase)),
+            Err(PurchaseError::PackNotOnSale(id)) => {
+                Err(ApiError::not_found(format!("credit pack `{id}` is not on sale")))
             }
-            Err(e) => {
-                if !e.is_transient() {
-                    // A retry cannot succeed: the purchase failed.
-                    store.fail_purchase(&purchase.id, None).await?;
-                }
-                return Err(payment_error(&e));
-            }
-        };
-        Ok(Purchase::from(stored))
+            Err(PurchaseError::Payment(e)) => Err(payment_error(&e)),
+            Err(PurchaseError::Store(e)) => Err(e.into()),
+        }
     }
 }

@@ -142,7 +142,16 @@ impl AiService {
             description: Some(err.failure_description()),
             ..self.usage_details(p, AiRequestStatus::Failed)
         };
-        self.0.store.release_failed_hold(user_id, hold_id, usage).await?;
+        if p.mode == BillingMode::Byok && matches!(err, AiError::KeyInvalid(_)) {
+            // The user's own key was refused: their integrator hears of it
+            // (`byok.key_failed`), in the transaction that records the failure.
+            self.0
+                .store
+                .release_refused_key_hold(user_id, hold_id, usage, &p.provider, "the provider refused the key")
+                .await?;
+        } else {
+            self.0.store.release_failed_hold(user_id, hold_id, usage).await?;
+        }
         Ok(())
     }
 

@@ -2,12 +2,15 @@
 //! [`PaymentProvider`] (the embedded `dev` provider and Stripe Checkout),
 //! and Stripe's webhook signatures and events.
 //!
-//! This crate does no storage: the GraphQL API and the webhook endpoint of
-//! the server record purchases and move credits through the store.
+//! [`PurchaseService`] is the one service of purchases: the GraphQL API
+//! starts them through it, the server's Stripe webhook applies payment
+//! events through it, and it records them and moves credits through the
+//! store.
 
 mod catalog;
 mod config;
 mod provider;
+mod service;
 mod stripe;
 mod webhook;
 
@@ -17,6 +20,7 @@ use std::time::Duration;
 pub use catalog::{CatalogError, CreditPack, PackCatalog};
 pub use config::{PaymentsConfig, PaymentsConfigError, ProviderKind, StripeConfig};
 pub use provider::{Checkout, CheckoutRequest, DevProvider, PaymentError, PaymentProvider};
+pub use service::{Buyer, EventRefusal, PurchaseError, PurchaseService};
 pub use stripe::StripeClient;
 pub use webhook::{
     EventAction, EventError, SessionRef, SignatureError, StripeEvent, WebhookVerifier, parse_event, sign,

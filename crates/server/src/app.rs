@@ -42,6 +42,8 @@ pub enum AppError {
     Vault(#[from] creditgate_metering::VaultError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::outbound::OutboundError),
 }
 
 /// The deepest bracket nesting a query may be configured to allow.
@@ -56,6 +58,8 @@ pub struct App {
     pub auth: Arc<Authenticator>,
     /// Buying credits: the packs and the payment provider.
     pub payments: creditgate_payments::Payments,
+    /// Starting purchases and applying payment events.
+    pub purchases: creditgate_payments::PurchaseService,
     /// Real-time wallet events of this replica.
     pub realtime: Hub,
     /// Metered AI requests.
@@ -64,6 +68,8 @@ pub struct App {
     pub metrics: Option<crate::metrics::Metrics>,
     /// Cancelled when the server begins to shut down: WebSockets close (1001).
     pub shutdown: CancellationToken,
+    /// The delivery of outgoing webhooks (see [`App::spawn_webhooks`]).
+    pub outbound: Arc<crate::outbound::Outbound>,
 }
 
 impl std::fmt::Debug for App {
@@ -99,12 +105,16 @@ impl App {
             }
             .into());
         }
-        let store = Store::connect(&options, clock, plans).await?;
+        let store = Store::connect(&options, clock, plans)
+            .await?
+            .with_webhook_routes(config.webhooks.routes());
         store.migrate().await?;
         // Before anything takes a copy of the store: every commit must reach the hub.
         let (store, realtime) = Hub::start(store, &config.realtime, &config.database_url());
         let ai = ai_service(&config, &store)?;
         let payments = crate::webhooks::payments_from_config(&config)?;
+        let purchases = creditgate_payments::PurchaseService::new(store.clone(), payments.clone());
+        let outbound = Arc::new(crate::outbound::Outbound::new(store.clone(), &config.webhooks)?);
         let services = Services {
             store: store.clone(),
             limits: ApiLimits {
@@ -123,7 +133,13 @@ impl App {
                 },
             },
             // Each capability adds its own data here, one `.data(...)` each.
-            |builder| builder.data(payments.clone()).data(realtime.clone()).data(ai.clone()),
+            |builder| {
+                builder
+                    .data(payments.clone())
+                    .data(purchases.clone())
+                    .data(realtime.clone())
+                    .data(ai.clone())
+            },
         );
         Ok(App {
             config: Arc::new(config),
@@ -131,10 +147,12 @@ impl App {
             schema,
             auth,
             payments,
+            purchases,
             ai,
             realtime,
             metrics,
             shutdown: CancellationToken::new(),
+            outbound,
         })
     }
 
@@ -247,6 +265,12 @@ impl App {
                 housekeeping.run(&store, batch).await;
             }
         })
+    }
+
+    /// Delivers outgoing webhooks until cancelled (every replica runs it;
+    /// a row is delivered by one at a time). Does nothing without endpoints.
+    pub fn spawn_webhooks(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        self.outbound.clone().spawn(cancel)
     }
 
     pub(crate) fn auth_from(&self, header: Option<&str>) -> Auth {

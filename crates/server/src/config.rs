@@ -216,6 +216,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Cross-origin SPAs.
     pub cors: crate::cors::CorsConfig,
+    /// Outgoing webhooks: endpoints and delivery.
+    pub webhooks: crate::outbound::config::WebhooksConfig,
 }
 
 impl Default for Config {
@@ -249,6 +251,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             telemetry: TelemetryConfig::default(),
             cors: crate::cors::CorsConfig::default(),
+            webhooks: crate::outbound::config::WebhooksConfig::default(),
         }
     }
 }
@@ -311,6 +314,9 @@ impl Config {
             .map_err(|e| key(e.key(), e.to_string()))?;
         self.ai.pricing.table().map_err(|e| key("ai.pricing", e.to_string()))?;
         self.cors.validate().map_err(|m| key("cors.allowed_origins", m))?;
+        self.webhooks
+            .validate(self.environment == "production")
+            .map_err(|(k, m)| key(k, m))?;
         if self.limits.body_bytes < 1024 {
             return Err(key("limits.body_bytes", "must be at least 1024"));
         }

@@ -9,6 +9,7 @@ mod graphql_http;
 pub mod housekeeping;
 pub mod metrics;
 mod openai_compat;
+pub mod outbound;
 pub mod request_id;
 pub mod telemetry;
 pub mod webhooks;

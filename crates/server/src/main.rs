@@ -195,6 +195,7 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     let cancel = CancellationToken::new();
     let sweeper = app.spawn_sweeper(cancel.clone());
+    let webhooks = app.spawn_webhooks(cancel.clone());
     let metrics = match app.config.metrics.listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -218,6 +219,7 @@ async fn serve(config: Config) -> Result<()> {
     .await?;
     cancel.cancel();
     let _ = sweeper.await;
+    let _ = webhooks.await;
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }

@@ -9,6 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use crate::entities::{holds, journal_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet};
+use crate::outbox::{OutgoingEvent, event_types};
 use crate::store::{EntryExtras, Store};
 
 /// Credits to reserve for a call whose cost is known only afterwards.
@@ -63,6 +64,9 @@ pub(crate) struct Outcome {
     result: Option<String>,
     /// Free the idempotency key (the call failed; a retry runs again).
     forget_key: bool,
+    /// The provider refused the user's own key: `byok.key_failed`, with
+    /// the provider and why.
+    key_failed: Option<(String, String)>,
 }
 
 fn hold_from(row: &holds::Model) -> Hold {
@@ -208,6 +212,7 @@ impl Store {
         let outcome = Outcome {
             result: Some(result),
             forget_key: false,
+            key_failed: None,
         };
         self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage), outcome)
             .await
@@ -243,6 +248,34 @@ impl Store {
         let outcome = Outcome {
             result: None,
             forget_key: true,
+            key_failed: None,
+        };
+        self.resolve_hold(
+            user_id,
+            hold_id,
+            Credits::ZERO,
+            HoldStatus::Released,
+            Some(usage),
+            outcome,
+        )
+        .await
+    }
+
+    /// [`Store::release_failed_hold`] for a request the provider refused
+    /// because of the user's own (BYOK) key: raises `byok.key_failed` in
+    /// the same transaction. `reason` must not contain the key.
+    pub async fn release_refused_key_hold(
+        &self,
+        user_id: &str,
+        hold_id: &str,
+        usage: UsageDetails,
+        provider: &str,
+        reason: &str,
+    ) -> StoreResult<Resolution> {
+        let outcome = Outcome {
+            result: None,
+            forget_key: true,
+            key_failed: Some((provider.to_owned(), reason.to_owned())),
         };
         self.resolve_hold(
             user_id,
@@ -340,6 +373,22 @@ impl Store {
                     ..EntryExtras::default()
                 },
             );
+        }
+        if let Some((provider, reason)) = &outcome.key_failed {
+            let event = OutgoingEvent::new(
+                event_types::BYOK_KEY_FAILED,
+                serde_json::json!({
+                    "userId": locked.user_id,
+                    "orgId": locked.org_id,
+                    "provider": provider,
+                    "reason": reason,
+                    "holdId": row.id,
+                }),
+            );
+            if let Err(e) = crate::outbox::enqueue(&locked.txn, &self.webhooks, &event, locked.now).await {
+                locked.rollback().await?;
+                return Err(e);
+            }
         }
         if let Some(expiry) = settlement.expiry.clone() {
             locked.push(

@@ -19,6 +19,7 @@ mod maintenance;
 pub mod metrics;
 mod model;
 mod ops;
+mod outbox;
 mod plans;
 mod purchases;
 mod query;
@@ -39,6 +40,10 @@ pub use model::{
     Wallet, WalletChange,
 };
 pub use ops::fingerprint;
+pub use outbox::{
+    AfterAttempt, AttemptRow, OutboxRow, OutgoingEvent, WebhookAttempt, WebhookDelivery, WebhookRoute, WebhookRoutes,
+    enqueue, event_types,
+};
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
 pub use stats::PoolStats;
 pub use store::{Store, StoreOptions, WalletListener};

@@ -11,10 +11,12 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait, TryInsertResult,
 };
+use serde_json::{Value, json};
 
 use crate::entities::{purchases, users, webhook_events};
 use crate::error::{StoreError, StoreResult};
 use crate::ops::fingerprint;
+use crate::outbox::{OutgoingEvent, event_types};
 use crate::store::{EntryExtras, Store};
 
 /// Where a purchase stands.
@@ -412,6 +414,8 @@ impl Store {
             },
         );
         let change = locked.commit_notifying(self.notify_channel.as_deref()).await?;
+        let event = purchase_event(event_types::PURCHASE_COMPLETED, &purchase, json!({}));
+        self.enqueue_event(&outer, &event).await?;
         outer.commit().await?;
         self.publish(&change);
         Ok(PurchaseUpdate::Applied(purchase))
@@ -535,9 +539,21 @@ impl Store {
             },
         );
         let change = locked.commit_notifying(self.notify_channel.as_deref()).await?;
+        let updated = Purchase::try_from(updated)?;
+        let event = purchase_event(
+            event_types::PURCHASE_REFUNDED,
+            &updated,
+            json!({
+                "refundedCredits": updated.refunded_credits.to_string(),
+                "creditsTakenBack": Credits::from_millis(taken).to_string(),
+                "totalCreditsTakenBack": updated.credits_taken_back.to_string(),
+                "fully": share.fully,
+            }),
+        );
+        self.enqueue_event(&outer, &event).await?;
         outer.commit().await?;
         self.publish(&change);
-        Ok(PurchaseUpdate::Applied(Purchase::try_from(updated)?))
+        Ok(PurchaseUpdate::Applied(updated))
     }
 
     /// Ends a transaction that found the purchase past the change asked
@@ -556,6 +572,27 @@ impl Store {
         outer.commit().await?;
         Ok(PurchaseUpdate::Unchanged(Purchase::try_from(existing)?))
     }
+}
+
+/// A purchase event: the purchase as it now stands, plus `extra`.
+fn purchase_event(event_type: &str, p: &Purchase, extra: Value) -> OutgoingEvent {
+    let mut data = json!({
+        "purchaseId": p.id,
+        "userId": p.user_id,
+        "orgId": p.org_id,
+        "packId": p.pack_id,
+        "packName": p.pack_name,
+        "credits": p.credits.to_string(),
+        "priceCents": p.price_cents,
+        "currency": p.currency,
+        "status": p.status.as_str(),
+        "provider": p.provider,
+        "completedAt": p.completed_at,
+    });
+    if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
+        data.extend(extra);
+    }
+    OutgoingEvent::new(event_type, data)
 }
 
 fn replay(prior: purchases::Model, hash: &str) -> StoreResult<PurchaseStart> {

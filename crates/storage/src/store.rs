@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use creditgate_domain::{Clock, Credits, PlanCatalog, Posting, WalletState, cycle_at};
+use creditgate_domain::{ActivityKind, Clock, Credits, PlanCatalog, Posting, WalletState, cycle_at};
 use creditgate_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -17,6 +17,7 @@ use sea_orm::{
 use crate::entities::{journal_entries, organizations, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Entry, UsageDetails, Wallet, WalletChange};
+use crate::outbox::{OutgoingEvent, event_types};
 
 /// Told about every committed wallet change, after its commit, in commit
 /// order per wallet.
@@ -59,6 +60,8 @@ pub struct Store {
     pub(crate) plans: Arc<PlanCatalog>,
     pub(crate) hold_ttl: chrono::Duration,
     pub(crate) notify_channel: Option<String>,
+    /// Where outgoing webhooks go (none: nothing is written to the outbox).
+    pub(crate) webhooks: crate::outbox::WebhookRoutes,
     listener: Option<Arc<dyn WalletListener>>,
 }
 
@@ -106,6 +109,7 @@ impl Store {
             plans,
             hold_ttl: options.hold_ttl,
             notify_channel,
+            webhooks: crate::outbox::WebhookRoutes::default(),
             listener: None,
         })
     }
@@ -214,7 +218,36 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::corrupt(format!("wallet of `{user_id}` has no organization")))?;
             let current = cycle_at(org.billing_anchor, now);
+            let ended = locked.state.cycle;
             let postings = locked.state.close_cycle(current, self.allocation_for(&org.plan_id));
+            if !postings.is_empty() || locked.state.cycle != ended {
+                let expired: i64 = postings
+                    .iter()
+                    .filter(|p| p.kind == ActivityKind::MonthlyExpiry)
+                    .map(|p| -p.monthly_delta.millis())
+                    .sum();
+                // Written with the close: raised once per closed cycle, and
+                // not at all when the change that closed it rolls back.
+                let event = OutgoingEvent::new(
+                    event_types::CYCLE_RESET,
+                    serde_json::json!({
+                        "userId": locked.user_id,
+                        "orgId": locked.org_id,
+                        "previousCycleStart": ended.start,
+                        "previousCycleEnd": ended.end,
+                        "cycleStart": locked.state.cycle.start,
+                        "cycleEnd": locked.state.cycle.end,
+                        "expiredCredits": Credits::from_millis(expired).to_string(),
+                        "monthlyAllocation": locked.state.monthly_allocation.to_string(),
+                        "monthlyBalance": locked.state.monthly.to_string(),
+                        "available": locked.state.available().to_string(),
+                    }),
+                );
+                if let Err(e) = crate::outbox::enqueue(&locked.txn, &self.webhooks, &event, now).await {
+                    locked.rollback().await?;
+                    return Err(e);
+                }
+            }
             for p in postings {
                 locked.push(p, EntryExtras::default());
             }

@@ -8,4 +8,6 @@ pub mod organizations;
 pub mod purchases;
 pub mod users;
 pub mod wallets;
+pub mod webhook_attempts;
 pub mod webhook_events;
+pub mod webhook_outbox;
