@@ -293,6 +293,12 @@ async fn every_event_reaches_the_receiver_once_and_signed(backend: Backend) {
         assert_eq!(attempts[0].status_code, Some(200));
         assert!(attempts[0].error.is_none());
     }
+    // A month after, the sweep forgets them.
+    app.clock.advance(chrono::Duration::days(31));
+    creditgate_server::housekeeping::Housekeeping::from_config(&app.app.config)
+        .run(&app.app.store, 100)
+        .await;
+    assert!(outbox(app).await.is_empty());
     stop.cancel();
     worker.await.unwrap();
 }

@@ -1,8 +1,10 @@
 //! The payment housekeeping of the periodic sweep: processed webhook events
 //! older than `payments.webhook_event_retention_days` are deleted, and
 //! PENDING purchases that never got a checkout session within
-//! `payments.abandoned_purchase_secs` are marked FAILED. Each claims its
-//! rows with guarded statements, so every replica may run it at once.
+//! `payments.abandoned_purchase_secs` are marked FAILED, and outgoing
+//! webhooks delivered or given up more than `webhooks.retention_days` ago
+//! are deleted. Each claims its rows with guarded statements, so every
+//! replica may run it at once.
 
 use creditgate_storage::Store;
 
@@ -12,13 +14,16 @@ use crate::config::Config;
 pub struct Housekeeping {
     event_retention: chrono::Duration,
     abandoned_after: chrono::Duration,
+    outbox_retention: chrono::Duration,
 }
 
 impl Housekeeping {
     pub fn from_config(config: &Config) -> Self {
         let days = i64::try_from(config.payments.webhook_event_retention_days).unwrap_or(i64::MAX / 86_400_000);
         let secs = i64::try_from(config.payments.abandoned_purchase_secs).unwrap_or(i64::MAX / 1_000);
+        let outbox_days = i64::try_from(config.webhooks.retention_days).unwrap_or(i64::MAX / 86_400_000);
         Housekeeping {
+            outbox_retention: chrono::Duration::try_days(outbox_days).unwrap_or(chrono::Duration::MAX),
             event_retention: chrono::Duration::try_days(days).unwrap_or(chrono::Duration::MAX),
             abandoned_after: chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX),
         }
@@ -43,6 +48,14 @@ impl Housekeeping {
             Ok(0) => {}
             Ok(n) => tracing::info!(failed = n, "failed purchases that never reached the payment provider"),
             Err(e) => tracing::warn!(error = %e, "abandoned purchase sweep failed"),
+        }
+        let before = now
+            .checked_sub_signed(self.outbox_retention)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        match store.prune_webhook_outbox(before, batch).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "forgot outgoing webhooks past their retention"),
+            Err(e) => tracing::warn!(error = %e, "outgoing webhook pruning failed"),
         }
     }
 }

@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType, Order, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ColumnTrait, Condition, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde_json::{Value, json};
 
@@ -298,6 +299,39 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+
+    /// Deletes up to `limit` rows delivered or given up before `before`,
+    /// with their attempts. Returns how many rows it deleted.
+    pub async fn prune_webhook_outbox(&self, before: DateTime<Utc>, limit: u64) -> StoreResult<u64> {
+        let finished = || {
+            Condition::any()
+                .add(webhook_outbox::Column::DeliveredAt.lt(before))
+                .add(webhook_outbox::Column::GaveUpAt.lt(before))
+        };
+        let ids: Vec<String> = webhook_outbox::Entity::find()
+            .select_only()
+            .column(webhook_outbox::Column::Id)
+            .filter(finished())
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.db.begin().await?;
+        webhook_attempts::Entity::delete_many()
+            .filter(webhook_attempts::Column::OutboxId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?;
+        let deleted = webhook_outbox::Entity::delete_many()
+            .filter(webhook_outbox::Column::Id.is_in(ids))
+            .filter(finished())
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(deleted.rows_affected)
     }
 
     /// The outbox rows of an event type (or all), oldest first.

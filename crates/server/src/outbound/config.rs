@@ -42,6 +42,9 @@ pub struct WebhooksConfig {
     /// Deliveries in flight per endpoint and replica: a slow endpoint uses
     /// only its own.
     pub max_in_flight_per_endpoint: usize,
+    /// Delivered and given-up rows (and their attempts) are deleted by the
+    /// periodic sweep after this many days.
+    pub retention_days: u64,
 }
 
 impl Default for WebhooksConfig {
@@ -55,6 +58,7 @@ impl Default for WebhooksConfig {
             backoff_max_secs: 6 * 3_600,
             give_up_after_secs: 3 * 86_400,
             max_in_flight_per_endpoint: 4,
+            retention_days: 30,
         }
     }
 }
@@ -137,6 +141,9 @@ impl WebhooksConfig {
         }
         if self.max_in_flight_per_endpoint == 0 {
             return Err(bad("webhooks.max_in_flight_per_endpoint", "must be at least 1"));
+        }
+        if self.retention_days == 0 {
+            return Err(bad("webhooks.retention_days", "must be at least 1"));
         }
         Ok(())
     }
