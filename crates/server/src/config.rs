@@ -154,6 +154,32 @@ impl MetricsConfig {
     }
 }
 
+/// Balance alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// The thresholds on `available` of users who have not set their own
+    /// (`setBalanceAlerts`): at most 5, none negative, distinct. 0 is the
+    /// DEPLETED alert; an empty list turns default alerts off.
+    pub default_thresholds: Vec<Credits>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            default_thresholds: creditgate_domain::Thresholds::shipped().levels().to_vec(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The default thresholds, checked and ordered.
+    pub fn thresholds(&self) -> Result<creditgate_domain::Thresholds, ConfigError> {
+        creditgate_domain::Thresholds::new(self.default_thresholds.iter().copied())
+            .map_err(|e| key("alerts.default_thresholds", e.to_string()))
+    }
+}
+
 /// Traces exported with OpenTelemetry (OTLP over HTTP/protobuf).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -216,6 +242,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Cross-origin SPAs.
     pub cors: crate::cors::CorsConfig,
+    /// Balance alerts: the default thresholds.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -249,6 +277,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             telemetry: TelemetryConfig::default(),
             cors: crate::cors::CorsConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -311,6 +340,7 @@ impl Config {
             .map_err(|e| key(e.key(), e.to_string()))?;
         self.ai.pricing.table().map_err(|e| key("ai.pricing", e.to_string()))?;
         self.cors.validate().map_err(|m| key("cors.allowed_origins", m))?;
+        self.alerts.thresholds()?;
         if self.limits.body_bytes < 1024 {
             return Err(key("limits.body_bytes", "must be at least 1024"));
         }

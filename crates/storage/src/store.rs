@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use creditgate_domain::{Clock, Credits, PlanCatalog, Posting, WalletState, cycle_at};
+use creditgate_domain::{Clock, Credits, PlanCatalog, Posting, Thresholds, WalletState, cycle_at};
 use creditgate_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -37,6 +37,8 @@ pub struct StoreOptions {
     /// announced (`pg_notify(channel, '<version> <user_id>')`) inside its own
     /// transaction, so other replicas hear of it exactly when it commits.
     pub notify_channel: Option<String>,
+    /// The balance-alert thresholds of users who have not set their own.
+    pub alert_thresholds: Thresholds,
 }
 
 impl StoreOptions {
@@ -47,6 +49,7 @@ impl StoreOptions {
             connect_timeout: Duration::from_secs(10),
             hold_ttl: chrono::Duration::minutes(10),
             notify_channel: None,
+            alert_thresholds: Thresholds::shipped(),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Store {
     pub(crate) plans: Arc<PlanCatalog>,
     pub(crate) hold_ttl: chrono::Duration,
     pub(crate) notify_channel: Option<String>,
+    pub(crate) alert_defaults: Arc<Thresholds>,
     listener: Option<Arc<dyn WalletListener>>,
 }
 
@@ -106,6 +110,7 @@ impl Store {
             plans,
             hold_ttl: options.hold_ttl,
             notify_channel,
+            alert_defaults: Arc::new(options.alert_thresholds.clone()),
             listener: None,
         })
     }
@@ -207,6 +212,7 @@ impl Store {
             state: before,
             now,
             pending: Vec::new(),
+            alert_defaults: self.alert_defaults.clone(),
         };
         if locked.state.cycle_ended(now) {
             let org = organizations::Entity::find_by_id(locked.org_id.clone())
@@ -253,6 +259,7 @@ pub(crate) struct LockedWallet {
     pub state: WalletState,
     pub now: DateTime<Utc>,
     pending: Vec<(Posting, EntryExtras)>,
+    alert_defaults: Arc<Thresholds>,
 }
 
 impl LockedWallet {
@@ -273,9 +280,10 @@ impl LockedWallet {
 
     /// Writes the new balances (as deltas, guarded by the version this
     /// transaction holds) and the entries, each with the balance right after
-    /// it, announces the change on `channel` (PostgreSQL) in the same
-    /// transaction, then commits (releases the savepoint, when nested: the
-    /// caller publishes after the outer commit).
+    /// it, raises the balance alerts the change crosses (one call into
+    /// [`crate::alerts`]), announces the change on `channel` (PostgreSQL) in
+    /// the same transaction, then commits (releases the savepoint, when
+    /// nested: the caller publishes after the outer commit).
     pub async fn commit_notifying(self, channel: Option<&str>) -> StoreResult<WalletChange> {
         let LockedWallet {
             txn,
@@ -286,6 +294,7 @@ impl LockedWallet {
             state,
             now,
             pending,
+            alert_defaults,
         } = self;
         if let Err(broken) = state.check() {
             txn.rollback().await?;
@@ -377,6 +386,27 @@ impl LockedWallet {
                 "entries of `{user_id}` do not add up to the new balance"
             )));
         }
+        let alerts = crate::alerts::raise_for_change(
+            &txn,
+            crate::alerts::AlertChange {
+                user_id: &user_id,
+                org_id: &org_id,
+                version,
+                // Version 1 opens the wallet: nothing was crossed to get there.
+                before: (version > 1).then(|| before.available()),
+                after: state.available(),
+                now,
+                defaults: &alert_defaults,
+            },
+        )
+        .await;
+        let alerts = match alerts {
+            Ok(a) => a,
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        };
         if let Some(channel) = channel {
             let payload = format!("{version} {user_id}");
             let notify = Statement::from_sql_and_values(
@@ -393,6 +423,7 @@ impl LockedWallet {
         Ok(WalletChange {
             wallet: Wallet::from_state(&user_id, &org_id, &state, version),
             entries,
+            alerts,
         })
     }
 
