@@ -116,3 +116,12 @@ stored_enum!(
         Expired => "EXPIRED",
     }
 );
+
+stored_enum!(
+    /// What a balance alert says about `available` and its threshold.
+    AlertKind, "balance alert kind" {
+        Low => "LOW",
+        Depleted => "DEPLETED",
+        Recovered => "RECOVERED",
+    }
+);

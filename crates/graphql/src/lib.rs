@@ -2,6 +2,7 @@
 //! it over HTTP and WebSocket; `export-schema` prints its SDL.
 
 mod ai;
+mod alerts;
 mod context;
 mod error;
 mod guard;
@@ -30,12 +31,17 @@ pub struct QueryRoot(WalletQuery, ai::AiQuery, purchases::PurchaseQuery, usage::
 /// Every mutation, one part per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(WalletMutation, ai::AiMutation, purchases::PurchaseMutation);
+pub struct MutationRoot(
+    WalletMutation,
+    ai::AiMutation,
+    purchases::PurchaseMutation,
+    alerts::AlertMutation,
+);
 
 /// Every subscription, one part per capability.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(WalletSubscription, ai::AiSubscription);
+pub struct SubscriptionRoot(WalletSubscription, ai::AiSubscription, alerts::AlertSubscription);
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -14,12 +14,12 @@ use crate::types::{ActivityEntry, Wallet};
 #[derive(Default)]
 pub struct WalletSubscription;
 
-fn hub<'a>(ctx: &Context<'a>) -> ApiResult<&'a Hub> {
+pub(crate) fn hub<'a>(ctx: &Context<'a>) -> ApiResult<&'a Hub> {
     ctx.data::<Hub>()
         .map_err(|_| ApiError::internal(&"the real-time hub is not configured"))
 }
 
-fn api_error(e: RealtimeError) -> ApiError {
+pub(crate) fn api_error(e: RealtimeError) -> ApiError {
     match e {
         RealtimeError::Store(e) => e.into(),
         RealtimeError::NoWallet(user) => ApiError::not_found(format!("user `{user}` has no wallet")),

@@ -190,6 +190,11 @@ impl Wallet {
             None => Ok(BillingMode::Credits),
         }
     }
+
+    /// The available balances at which this user is alerted, highest first.
+    async fn alert_thresholds(&self, ctx: &Context<'_>) -> ApiResult<Vec<CreditsScalar>> {
+        crate::alerts::thresholds_of(ctx, &self.user_id).await
+    }
 }
 
 impl From<StoredWallet> for Wallet {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use creditgate_storage::{Entry, Store, StoreError, Wallet, WalletChange, WalletListener};
+use creditgate_storage::{BalanceAlert, Entry, Store, StoreError, Wallet, WalletChange, WalletListener};
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -26,7 +26,7 @@ use crate::limits::{self, ConnectionPermit, Limits, UserPermit};
 
 /// Entries read at most to catch up one user (a gap, a lagging subscriber,
 /// a resync after the LISTEN connection came back).
-const CATCH_UP_ENTRIES: u64 = 500;
+pub(crate) const CATCH_UP_ENTRIES: u64 = 500;
 
 /// Why a subscription could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,8 @@ pub enum RealtimeError {
 pub struct Event {
     pub wallet: Wallet,
     pub entries: Vec<Entry>,
+    /// The balance alerts raised since the last event of its user.
+    pub alerts: Vec<BalanceAlert>,
     /// Re-sent after this replica lost and regained its LISTEN connection:
     /// delivered even when a subscriber already has this version.
     pub resync: bool,
@@ -132,7 +134,7 @@ impl Fanout {
         }
     }
 
-    fn subscribe(self: &Arc<Self>, user_id: &str) -> Subscriber {
+    pub(crate) fn subscribe(self: &Arc<Self>, user_id: &str) -> Subscriber {
         let shard = self.shard_of(user_id);
         let mut users = shard.users();
         let slot = users.entry(user_id.to_owned()).or_insert_with(|| Slot {
@@ -149,7 +151,7 @@ impl Fanout {
 
     /// Records the version a subscriber started from (when nothing was sent
     /// to its user yet); from now on it is live.
-    fn seed(&self, sub: &mut Subscriber, version: i64) {
+    pub(crate) fn seed(&self, sub: &mut Subscriber, version: i64) {
         if let Some(slot) = self.shard_of(&sub.user_id).users().get_mut(&sub.user_id)
             && slot.last.is_none()
         {
@@ -179,15 +181,15 @@ impl WalletListener for Fanout {
 }
 
 /// A receiver of one user's events; gives up the user's slot with the last one.
-struct Subscriber {
+pub(crate) struct Subscriber {
     rx: Option<broadcast::Receiver<Arc<Event>>>,
-    user_id: String,
+    pub(crate) user_id: String,
     fanout: Arc<Fanout>,
     live: bool,
 }
 
 impl Subscriber {
-    async fn recv(&mut self) -> Result<Arc<Event>, broadcast::error::RecvError> {
+    pub(crate) async fn recv(&mut self) -> Result<Arc<Event>, broadcast::error::RecvError> {
         match &mut self.rx {
             Some(rx) => rx.recv().await,
             None => Err(broadcast::error::RecvError::Closed),
@@ -232,29 +234,39 @@ async fn run_shard(
 async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreError> {
     match work {
         Work::Committed(change) => {
-            let WalletChange { wallet, entries } = change;
+            let WalletChange {
+                wallet,
+                entries,
+                alerts,
+            } = change;
             let version = wallet.version;
             let last = match shard.last(&wallet.user_id) {
                 None => return Ok(()),
                 Some(Some(last)) if version <= last => return Ok(()),
                 Some(last) => last,
             };
-            let entries = match last {
+            let (entries, alerts) = match last {
                 // A change in between is not here yet (it commits on
                 // another replica, or its publisher is slower): read it, so
-                // its entries are not lost and nothing older comes later.
+                // its entries and alerts are not lost and nothing older
+                // comes later.
                 Some(last) if version > last + 1 => {
                     let mut missed = store
                         .entries_of_versions(&wallet.user_id, last, version - 1, CATCH_UP_ENTRIES)
                         .await?;
                     missed.extend(entries);
-                    missed
+                    let mut missed_alerts = store
+                        .alerts_of_versions(&wallet.user_id, last, version - 1, CATCH_UP_ENTRIES)
+                        .await?;
+                    missed_alerts.extend(alerts);
+                    (missed, missed_alerts)
                 }
-                _ => entries,
+                _ => (entries, alerts),
             };
             shard.publish(Event {
                 wallet,
                 entries,
+                alerts,
                 resync: false,
             });
         }
@@ -268,6 +280,7 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
                 shard.publish(Event {
                     wallet: change.wallet,
                     entries: change.entries,
+                    alerts: change.alerts,
                     resync: false,
                 });
             }
@@ -281,17 +294,21 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
             let last: HashMap<String, Option<i64>> = users.into_iter().collect();
             for wallet in store.committed_wallets(&ids).await? {
                 let after = last.get(&wallet.user_id).copied().flatten();
-                let entries = match after {
-                    Some(after) if wallet.version > after => {
+                let (entries, alerts) = match after {
+                    Some(after) if wallet.version > after => (
                         store
                             .entries_of_versions(&wallet.user_id, after, wallet.version, CATCH_UP_ENTRIES)
-                            .await?
-                    }
-                    _ => Vec::new(),
+                            .await?,
+                        store
+                            .alerts_of_versions(&wallet.user_id, after, wallet.version, CATCH_UP_ENTRIES)
+                            .await?,
+                    ),
+                    _ => (Vec::new(), Vec::new()),
                 };
                 shard.publish(Event {
                     wallet,
                     entries,
+                    alerts,
                     resync: resend,
                 });
             }
@@ -300,9 +317,9 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
     Ok(())
 }
 
-struct HubInner {
-    store: Store,
-    fanout: Arc<Fanout>,
+pub(crate) struct HubInner {
+    pub(crate) store: Store,
+    pub(crate) fanout: Arc<Fanout>,
     config: RealtimeConfig,
     limits: Arc<Limits>,
     cancel: CancellationToken,
@@ -313,7 +330,7 @@ struct HubInner {
 /// when the last clone is dropped.
 #[derive(Clone)]
 pub struct Hub {
-    inner: Arc<HubInner>,
+    pub(crate) inner: Arc<HubInner>,
 }
 
 impl std::fmt::Debug for Hub {

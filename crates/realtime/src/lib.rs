@@ -7,6 +7,7 @@
 //! buffers. [`ws::serve`] runs one graphql-transport-ws connection with
 //! pings, limits and token expiry.
 
+mod alerts;
 mod config;
 mod hub;
 mod limits;

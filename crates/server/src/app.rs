@@ -97,6 +97,7 @@ impl App {
             message: message.into(),
         })?;
         options.notify_channel = config.realtime.notify_channel_for(&config.database_url());
+        options.alert_thresholds = config.alerts.thresholds()?;
         if config.limits.query_nesting == 0 || config.limits.query_nesting > MAX_QUERY_NESTING {
             // Deeper than this, the GraphQL parser's recursion could exhaust a worker's stack.
             return Err(ConfigError::Key {

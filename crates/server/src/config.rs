@@ -154,6 +154,32 @@ impl MetricsConfig {
     }
 }
 
+/// Balance alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// The thresholds on `available` of users who have not set their own
+    /// (`setBalanceAlerts`): at most 5, none negative, distinct. 0 is the
+    /// DEPLETED alert; an empty list turns default alerts off.
+    pub default_thresholds: Vec<Credits>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            default_thresholds: creditgate_domain::Thresholds::shipped().levels().to_vec(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The default thresholds, checked and ordered.
+    pub fn thresholds(&self) -> Result<creditgate_domain::Thresholds, ConfigError> {
+        creditgate_domain::Thresholds::new(self.default_thresholds.iter().copied())
+            .map_err(|e| key("alerts.default_thresholds", e.to_string()))
+    }
+}
+
 /// Traces exported with OpenTelemetry (OTLP over HTTP/protobuf).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -218,6 +244,8 @@ pub struct Config {
     pub cors: crate::cors::CorsConfig,
     /// Outgoing webhooks: endpoints and delivery.
     pub webhooks: crate::outbound::config::WebhooksConfig,
+    /// Balance alerts: the default thresholds.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -252,6 +280,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             cors: crate::cors::CorsConfig::default(),
             webhooks: crate::outbound::config::WebhooksConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -317,6 +346,7 @@ impl Config {
         self.webhooks
             .validate(self.environment == "production")
             .map_err(|(k, m)| key(k, m))?;
+        self.alerts.thresholds()?;
         if self.limits.body_bytes < 1024 {
             return Err(key("limits.body_bytes", "must be at least 1024"));
         }

@@ -8,6 +8,7 @@
 //! writes the new balances as guarded deltas together with the journal
 //! entries, in one transaction. Listeners hear of a change after its commit.
 
+mod alerts;
 mod byok;
 mod credits;
 pub mod entities;
@@ -30,6 +31,7 @@ mod store;
 pub mod testing;
 mod usage;
 
+pub use alerts::BalanceAlert;
 pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
 pub use credits::CreditRequest;
 pub use error::{StoreError, StoreResult};

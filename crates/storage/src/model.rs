@@ -306,6 +306,8 @@ pub struct Hold {
 pub struct WalletChange {
     pub wallet: Wallet,
     pub entries: Vec<Entry>,
+    /// The balance alerts the change raised.
+    pub alerts: Vec<crate::alerts::BalanceAlert>,
 }
 
 /// The result of resolving a hold.

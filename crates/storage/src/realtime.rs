@@ -58,7 +58,8 @@ impl Store {
 
     /// The wallet as last committed, with the entries of the versions after
     /// `after_version` up to it (`after_version` `None`: the entries of its
-    /// current version only). `None` when the user has no wallet. The wallet
+    /// current version only), and the balance alerts of those versions.
+    /// `None` when the user has no wallet. The wallet
     /// is read first: every entry of a version up to its version has
     /// committed with it, so the two reads agree.
     pub async fn committed_change(
@@ -72,6 +73,11 @@ impl Store {
         };
         let after = after_version.unwrap_or(wallet.version - 1);
         let entries = self.entries_of_versions(user_id, after, wallet.version, limit).await?;
-        Ok(Some(WalletChange { wallet, entries }))
+        let alerts = self.alerts_of_versions(user_id, after, wallet.version, limit).await?;
+        Ok(Some(WalletChange {
+            wallet,
+            entries,
+            alerts,
+        }))
     }
 }

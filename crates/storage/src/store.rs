@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use creditgate_domain::{ActivityKind, Clock, Credits, PlanCatalog, Posting, WalletState, cycle_at};
+use creditgate_domain::{ActivityKind, Clock, Credits, PlanCatalog, Posting, Thresholds, WalletState, cycle_at};
 use creditgate_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -38,6 +38,8 @@ pub struct StoreOptions {
     /// announced (`pg_notify(channel, '<version> <user_id>')`) inside its own
     /// transaction, so other replicas hear of it exactly when it commits.
     pub notify_channel: Option<String>,
+    /// The balance-alert thresholds of users who have not set their own.
+    pub alert_thresholds: Thresholds,
 }
 
 impl StoreOptions {
@@ -48,6 +50,7 @@ impl StoreOptions {
             connect_timeout: Duration::from_secs(10),
             hold_ttl: chrono::Duration::minutes(10),
             notify_channel: None,
+            alert_thresholds: Thresholds::shipped(),
         }
     }
 }
@@ -62,6 +65,7 @@ pub struct Store {
     pub(crate) notify_channel: Option<String>,
     /// Where outgoing webhooks go (none: nothing is written to the outbox).
     pub(crate) webhooks: crate::outbox::WebhookRoutes,
+    pub(crate) alert_defaults: Arc<Thresholds>,
     listener: Option<Arc<dyn WalletListener>>,
 }
 
@@ -110,6 +114,7 @@ impl Store {
             hold_ttl: options.hold_ttl,
             notify_channel,
             webhooks: crate::outbox::WebhookRoutes::default(),
+            alert_defaults: Arc::new(options.alert_thresholds.clone()),
             listener: None,
         })
     }
@@ -211,6 +216,8 @@ impl Store {
             state: before,
             now,
             pending: Vec::new(),
+            alert_defaults: self.alert_defaults.clone(),
+            webhooks: self.webhooks.clone(),
         };
         if locked.state.cycle_ended(now) {
             let org = organizations::Entity::find_by_id(locked.org_id.clone())
@@ -286,6 +293,9 @@ pub(crate) struct LockedWallet {
     pub state: WalletState,
     pub now: DateTime<Utc>,
     pending: Vec<(Posting, EntryExtras)>,
+    alert_defaults: Arc<Thresholds>,
+    /// Where the alerts this change raises are also sent as webhooks.
+    webhooks: crate::outbox::WebhookRoutes,
 }
 
 impl LockedWallet {
@@ -306,9 +316,10 @@ impl LockedWallet {
 
     /// Writes the new balances (as deltas, guarded by the version this
     /// transaction holds) and the entries, each with the balance right after
-    /// it, announces the change on `channel` (PostgreSQL) in the same
-    /// transaction, then commits (releases the savepoint, when nested: the
-    /// caller publishes after the outer commit).
+    /// it, raises the balance alerts the change crosses (one call into
+    /// [`crate::alerts`]), announces the change on `channel` (PostgreSQL) in
+    /// the same transaction, then commits (releases the savepoint, when
+    /// nested: the caller publishes after the outer commit).
     pub async fn commit_notifying(self, channel: Option<&str>) -> StoreResult<WalletChange> {
         let LockedWallet {
             txn,
@@ -319,6 +330,8 @@ impl LockedWallet {
             state,
             now,
             pending,
+            alert_defaults,
+            webhooks,
         } = self;
         if let Err(broken) = state.check() {
             txn.rollback().await?;
@@ -410,6 +423,34 @@ impl LockedWallet {
                 "entries of `{user_id}` do not add up to the new balance"
             )));
         }
+        let alerts = crate::alerts::raise_for_change(
+            &txn,
+            crate::alerts::AlertChange {
+                user_id: &user_id,
+                org_id: &org_id,
+                version,
+                // Version 1 opens the wallet: nothing was crossed to get there.
+                before: (version > 1).then(|| before.available()),
+                after: state.available(),
+                now,
+                defaults: &alert_defaults,
+            },
+        )
+        .await;
+        let alerts = match alerts {
+            Ok(a) => a,
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        };
+        for alert in &alerts {
+            // Delivered if and only if the change that raised it commits.
+            if let Err(e) = crate::outbox::enqueue(&txn, &webhooks, &alert.webhook_event(), now).await {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        }
         if let Some(channel) = channel {
             let payload = format!("{version} {user_id}");
             let notify = Statement::from_sql_and_values(
@@ -426,6 +467,7 @@ impl LockedWallet {
         Ok(WalletChange {
             wallet: Wallet::from_state(&user_id, &org_id, &state, version),
             entries,
+            alerts,
         })
     }
 

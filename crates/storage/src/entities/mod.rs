@@ -1,6 +1,8 @@
 //! SeaORM entities, one per table of the migrations.
 
 pub mod ai_settings;
+pub mod balance_alert_settings;
+pub mod balance_alerts;
 pub mod byok_keys;
 pub mod holds;
 pub mod journal_entries;
