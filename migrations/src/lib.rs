@@ -9,6 +9,7 @@ mod m20261124_000003_byok;
 mod m20261125_000001_token_kinds;
 mod m20261201_000001_operations_indexes;
 mod m20261202_000001_actor;
+mod m20261205_000001_spend_limits;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_token_kinds::Migration),
             Box::new(m20261201_000001_operations_indexes::Migration),
             Box::new(m20261202_000001_actor::Migration),
+            Box::new(m20261205_000001_spend_limits::Migration),
         ]
     }
 }

@@ -1,9 +1,11 @@
 //! The GraphQL API of creditgate (async-graphql). The server crate serves
 //! it over HTTP and WebSocket; `export-schema` prints its SDL.
 
+mod admins;
 mod ai;
 mod context;
 mod error;
+mod exports;
 mod guard;
 pub mod metrics;
 mod purchases;
@@ -17,20 +19,33 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 pub use context::{ApiLimits, Auth, CallerUser, Services, wallet_user};
 pub use error::{ApiError, ApiResult, Code};
+pub use exports::{CsvChunk, MAX_BUCKETS, OrgRange, UsageService};
 pub use guard::{DocumentError, DocumentLimits, HttpGet, check_document};
 pub use scalars::CreditsScalar;
 pub use schema::{WalletMutation, WalletQuery};
 pub use subscriptions::WalletSubscription;
+pub use usage::Granularity;
 
 /// Every query, one part per capability (each in its own module).
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(WalletQuery, ai::AiQuery, purchases::PurchaseQuery, usage::UsageQuery);
+pub struct QueryRoot(
+    WalletQuery,
+    ai::AiQuery,
+    purchases::PurchaseQuery,
+    usage::UsageQuery,
+    admins::AdminQuery,
+);
 
 /// Every mutation, one part per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(WalletMutation, ai::AiMutation, purchases::PurchaseMutation);
+pub struct MutationRoot(
+    WalletMutation,
+    ai::AiMutation,
+    purchases::PurchaseMutation,
+    admins::AdminMutation,
+);
 
 /// Every subscription, one part per capability.
 #[derive(MergedSubscription, Default)]
