@@ -132,7 +132,7 @@ impl Store {
                 } else {
                     locked.rollback().await?;
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
         let details = req

@@ -49,10 +49,10 @@ const ORG: &str = "bench-org";
 const FEATURES: [&str; 4] = ["CHAT", "EXECUTIVE_ANALYSIS", "STANDUP_SYNTHESIS", "AUTO_SCHEDULING"];
 
 fn entry(user: &str, at: DateTime<Utc>, i: usize) -> journal_entries::ActiveModel {
-    let byok = i % 10 == 0;
+    let byok = i.is_multiple_of(10);
     let consumed = if byok { 0 } else { 100 + (i as i64 % 900) };
     // One charge in five is paid (partly) from permanent credits.
-    let permanent = if i % 5 == 0 { -consumed / 2 } else { 0 };
+    let permanent = if i.is_multiple_of(5) { -consumed / 2 } else { 0 };
     journal_entries::ActiveModel {
         id: NotSet,
         user_id: Set(user.to_owned()),
