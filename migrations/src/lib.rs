@@ -11,6 +11,7 @@ mod m20261201_000001_operations_indexes;
 mod m20261202_000001_actor;
 mod m20261203_000001_balance_alerts;
 mod m20261204_000001_webhooks;
+mod m20261205_000001_spend_limits;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_actor::Migration),
             Box::new(m20261203_000001_balance_alerts::Migration),
             Box::new(m20261204_000001_webhooks::Migration),
+            Box::new(m20261205_000001_spend_limits::Migration),
         ]
     }
 }

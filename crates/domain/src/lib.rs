@@ -7,12 +7,14 @@ pub mod credits;
 pub mod cycle;
 pub mod kinds;
 pub mod ledger;
+pub mod limits;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credits::{Credits, ParseCreditsError};
 pub use cycle::{Cycle, anchor_for, cycle_at};
 pub use kinds::{ActivityKind, AiFeature, AiRequestStatus, AlertKind, BillingMode, HoldStatus, Role, UnknownValue};
 pub use ledger::{LedgerError, Posting, Reservation, Settlement, WalletState};
+pub use limits::{LimitReached, LimitState};
 pub mod plans;
 pub use plans::{Plan, PlanCatalog, PlanCatalogError};
 pub mod pricing;

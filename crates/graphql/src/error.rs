@@ -17,6 +17,8 @@ pub enum Code {
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    /// An admin's spend limit does not afford the request.
+    SpendLimitReached,
     /// The query is not GraphQL.
     GraphqlParseFailed,
     /// The query does not fit the schema or its limits.
@@ -29,7 +31,7 @@ pub enum Code {
 impl Code {
     /// Every code, for documentation and for the test that proves each is
     /// reachable.
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 15] = [
         Code::Unauthenticated,
         Code::Forbidden,
         Code::BadUserInput,
@@ -40,6 +42,7 @@ impl Code {
         Code::ProviderError,
         Code::ProviderUnavailable,
         Code::RateLimited,
+        Code::SpendLimitReached,
         Code::GraphqlParseFailed,
         Code::GraphqlValidationFailed,
         Code::PersistedQueryNotFound,
@@ -58,6 +61,7 @@ impl Code {
             Code::ProviderError => "PROVIDER_ERROR",
             Code::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Code::RateLimited => "RATE_LIMITED",
+            Code::SpendLimitReached => "SPEND_LIMIT_REACHED",
             Code::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Code::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Code::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
@@ -74,7 +78,7 @@ impl Code {
             Code::Forbidden => 403,
             Code::BadUserInput | Code::GraphqlParseFailed | Code::GraphqlValidationFailed => 400,
             Code::NotFound | Code::PersistedQueryNotFound => 404,
-            Code::InsufficientCredits => 402,
+            Code::InsufficientCredits | Code::SpendLimitReached => 402,
             Code::IdempotencyConflict => 409,
             // The provider refused the user's own key: an upstream failure.
             Code::ByokKeyInvalid | Code::ProviderError => 502,
@@ -133,6 +137,10 @@ impl From<StoreError> for ApiError {
                 Code::InsufficientCredits,
                 format!("insufficient credits: {requested} needed, {available} available"),
             ),
+            StoreError::SpendLimitReached { requested, left } => ApiError::new(
+                Code::SpendLimitReached,
+                format!("spend limit reached: {requested} needed, {left} left this billing cycle"),
+            ),
             StoreError::IdempotencyConflict => ApiError::new(
                 Code::IdempotencyConflict,
                 "this idempotency key was already used for a different request",
@@ -156,6 +164,7 @@ impl From<creditgate_metering::AiError> for ApiError {
         match e {
             E::BadInput(m) => ApiError::bad_input(m),
             E::InsufficientCredits { .. } => ApiError::new(Code::InsufficientCredits, e.to_string()),
+            E::SpendLimitReached { .. } => ApiError::new(Code::SpendLimitReached, e.to_string()),
             E::IdempotencyConflict => ApiError::new(Code::IdempotencyConflict, e.to_string()),
             E::KeyInvalid(m) => ApiError::new(Code::ByokKeyInvalid, m),
             E::Provider(m) => ApiError::new(Code::ProviderError, m),

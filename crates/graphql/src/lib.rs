@@ -1,10 +1,12 @@
 //! The GraphQL API of creditgate (async-graphql). The server crate serves
 //! it over HTTP and WebSocket; `export-schema` prints its SDL.
 
+mod admins;
 mod ai;
 mod alerts;
 mod context;
 mod error;
+mod exports;
 mod guard;
 pub mod metrics;
 mod purchases;
@@ -18,15 +20,23 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 pub use context::{ApiLimits, Auth, CallerUser, Services, wallet_user};
 pub use error::{ApiError, ApiResult, Code};
+pub use exports::{CsvChunk, MAX_BUCKETS, OrgRange, UsageService};
 pub use guard::{DocumentError, DocumentLimits, HttpGet, check_document};
 pub use scalars::CreditsScalar;
 pub use schema::{WalletMutation, WalletQuery};
 pub use subscriptions::WalletSubscription;
+pub use usage::Granularity;
 
 /// Every query, one part per capability (each in its own module).
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(WalletQuery, ai::AiQuery, purchases::PurchaseQuery, usage::UsageQuery);
+pub struct QueryRoot(
+    WalletQuery,
+    ai::AiQuery,
+    purchases::PurchaseQuery,
+    usage::UsageQuery,
+    admins::AdminQuery,
+);
 
 /// Every mutation, one part per capability.
 #[derive(MergedObject, Default)]
@@ -36,6 +46,7 @@ pub struct MutationRoot(
     ai::AiMutation,
     purchases::PurchaseMutation,
     alerts::AlertMutation,
+    admins::AdminMutation,
 );
 
 /// Every subscription, one part per capability.

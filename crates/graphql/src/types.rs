@@ -195,6 +195,15 @@ impl Wallet {
     async fn alert_thresholds(&self, ctx: &Context<'_>) -> ApiResult<Vec<CreditsScalar>> {
         crate::alerts::thresholds_of(ctx, &self.user_id).await
     }
+
+    /// The monthly spend limit that applies to this user now, if any.
+    async fn spend_limit(&self, ctx: &Context<'_>) -> ApiResult<Option<crate::admins::SpendLimit>> {
+        Ok(services(ctx)
+            .store
+            .spend_limit_for(&self.user_id)
+            .await?
+            .map(crate::admins::SpendLimit::from))
+    }
 }
 
 impl From<StoredWallet> for Wallet {

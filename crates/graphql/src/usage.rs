@@ -2,15 +2,14 @@
 
 use async_graphql::{Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Datelike, Duration, Months, NaiveTime, TimeZone, Utc};
-use creditgate_domain::Role as DomainRole;
 use creditgate_storage::UsageTotals as StoredTotals;
 
-use crate::context::{require_role, services};
+use crate::context::{identity, services};
 use crate::error::{ApiError, ApiResult};
+use crate::exports::UsageService;
 use crate::scalars::CreditsScalar;
 use crate::types::{AiFeature, User};
 
-const MAX_BUCKETS: usize = 1_000;
 const MAX_PER_USER: i32 = 500;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -52,6 +51,20 @@ impl From<StoredTotals> for UsageTotals {
 pub struct UserUsage {
     pub user: User,
     pub totals: UsageTotals,
+    /// Credits in the range paid from permanent (bought or earned) balances: what BYOK would have saved.
+    pub permanent_spent: CreditsScalar,
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TeamUsage {
+    pub team: Option<String>,
+    /// Members of the organization in this team.
+    pub members: i32,
+    /// Members with at least one BYOK key.
+    pub byok_members: i32,
+    pub totals: UsageTotals,
+    /// Credits in the range paid from permanent (bought or earned) balances: what BYOK would have saved.
+    pub permanent_spent: CreditsScalar,
 }
 
 #[derive(SimpleObject, Clone, Debug)]
@@ -77,7 +90,7 @@ pub fn bucket_start(at: DateTime<Utc>, g: Granularity) -> DateTime<Utc> {
     Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN))
 }
 
-fn next_bucket(start: DateTime<Utc>, g: Granularity) -> DateTime<Utc> {
+pub(crate) fn next_bucket(start: DateTime<Utc>, g: Granularity) -> DateTime<Utc> {
     match g {
         Granularity::Day => start + Duration::days(1),
         Granularity::Week => start + Duration::days(7),
@@ -97,15 +110,11 @@ pub struct OrgUsage {
 #[Object]
 impl OrgUsage {
     async fn totals(&self, ctx: &Context<'_>) -> ApiResult<UsageTotals> {
-        let mut sum = StoredTotals::default();
-        for (_, t) in services(ctx)
+        Ok(services(ctx)
             .store
-            .usage_by_user(&self.org_id, self.from, self.to)
+            .usage_totals(&self.org_id, self.from, self.to)
             .await?
-        {
-            sum.add(&t);
-        }
-        Ok(sum.into())
+            .into())
     }
 
     /// Users ordered by credits consumed, most first.
@@ -125,8 +134,27 @@ impl OrgUsage {
             .filter_map(|(id, t)| {
                 users.iter().find(|u| u.id == id).map(|u| UserUsage {
                     user: User::from(u.clone()),
+                    permanent_spent: t.permanent_spent.into(),
                     totals: t.into(),
                 })
+            })
+            .collect())
+    }
+
+    /// Teams (the JWT team claim; null: no team) ordered by credits consumed, most first.
+    async fn per_team(&self, ctx: &Context<'_>) -> ApiResult<Vec<TeamUsage>> {
+        let rows = services(ctx)
+            .store
+            .usage_by_team(&self.org_id, self.from, self.to)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|t| TeamUsage {
+                team: t.team,
+                members: clamp(t.members),
+                byok_members: clamp(t.byok_members),
+                permanent_spent: t.totals.permanent_spent.into(),
+                totals: t.totals.into(),
             })
             .collect())
     }
@@ -153,27 +181,35 @@ impl OrgUsage {
     async fn trend(&self, ctx: &Context<'_>) -> ApiResult<Vec<UsagePoint>> {
         let points = services(ctx)
             .store
-            .usage_points(&self.org_id, self.from, self.to)
+            .usage_trend(&self.org_id, self.from, self.to, self.granularity.into())
             .await?;
-        let mut out: Vec<(DateTime<Utc>, StoredTotals)> = Vec::new();
+        let mut out: Vec<UsagePoint> = Vec::new();
         let mut start = bucket_start(self.from, self.granularity);
+        let mut points = points.into_iter().peekable();
         while start < self.to {
-            out.push((start, StoredTotals::default()));
+            let mut totals = StoredTotals::default();
+            while let Some(p) = points.next_if(|p| p.at <= start) {
+                if p.at == start {
+                    totals.add(&p.totals);
+                }
+            }
+            out.push(UsagePoint {
+                bucket_start: start,
+                totals: totals.into(),
+            });
             start = next_bucket(start, self.granularity);
         }
-        for p in points {
-            let b = bucket_start(p.at, self.granularity);
-            if let Some(slot) = out.iter_mut().find(|(s, _)| *s == b) {
-                slot.1.add(&p.totals);
-            }
+        Ok(out)
+    }
+}
+
+impl From<Granularity> for creditgate_storage::Bucket {
+    fn from(g: Granularity) -> Self {
+        match g {
+            Granularity::Day => creditgate_storage::Bucket::Day,
+            Granularity::Week => creditgate_storage::Bucket::Week,
+            Granularity::Month => creditgate_storage::Bucket::Month,
         }
-        Ok(out
-            .into_iter()
-            .map(|(s, t)| UsagePoint {
-                bucket_start: s,
-                totals: t.into(),
-            })
-            .collect())
     }
 }
 
@@ -190,27 +226,13 @@ impl UsageQuery {
         to: DateTime<Utc>,
         granularity: Option<Granularity>,
     ) -> ApiResult<OrgUsage> {
-        let who = require_role(ctx, DomainRole::Admin)?;
-        if from >= to {
-            return Err(ApiError::bad_input("`from` must be before `to`"));
-        }
-        let granularity = granularity.unwrap_or(Granularity::Day);
-        let mut buckets = 0usize;
-        let mut start = bucket_start(from, granularity);
-        while start < to {
-            buckets += 1;
-            if buckets > MAX_BUCKETS {
-                return Err(ApiError::bad_input(format!(
-                    "the range holds more than {MAX_BUCKETS} buckets; use a coarser granularity"
-                )));
-            }
-            start = next_bucket(start, granularity);
-        }
+        let who = identity(ctx)?;
+        let range = UsageService::org_range(who, from, to, granularity)?;
         Ok(OrgUsage {
-            org_id: who.org_id.clone(),
-            from,
-            to,
-            granularity,
+            org_id: range.org_id,
+            from: range.from,
+            to: range.to,
+            granularity: range.granularity,
         })
     }
 }

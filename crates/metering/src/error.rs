@@ -15,6 +15,10 @@ pub enum AiError {
     InsufficientCredits { needed: Credits, available: Credits },
     #[error("this idempotency key was already used for a different request")]
     IdempotencyConflict,
+    /// An admin's spend limit (the member's or their team's) does not
+    /// afford the shortest useful answer.
+    #[error("spend limit reached: {needed} needed for the shortest useful answer, {left} left this billing cycle")]
+    SpendLimitReached { needed: Credits, left: Credits },
     /// The provider refused the user's key, or the server can no longer
     /// read the stored key (BYOK_KEY_INVALID either way: set it again).
     #[error("{0}")]

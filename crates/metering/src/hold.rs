@@ -104,6 +104,12 @@ impl AiService {
                         available,
                     });
                 }
+                Err(StoreError::SpendLimitReached { requested, left }) => {
+                    return Err(AiError::SpendLimitReached {
+                        needed: requested,
+                        left,
+                    });
+                }
                 Err(StoreError::IdempotencyConflict) => return Err(AiError::IdempotencyConflict),
                 Err(e) => return Err(e.into()),
             };

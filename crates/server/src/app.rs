@@ -169,6 +169,7 @@ impl App {
             .route("/readyz", get(readyz))
             .route("/webhooks/stripe", axum::routing::post(crate::webhooks::stripe_webhook))
             .merge(crate::openai_compat::routes())
+            .merge(crate::exports::routes())
             .merge(self.public_metrics_route())
             .layer(RequestBodyLimitLayer::new(self.config.limits.body_bytes))
             .layer(CatchPanicLayer::new())

@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod cors;
+mod exports;
 mod graphql_http;
 pub mod housekeeping;
 pub mod metrics;

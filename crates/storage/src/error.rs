@@ -11,6 +11,9 @@ pub enum StoreError {
     InsufficientCredits { requested: Credits, available: Credits },
     #[error("the idempotency key was already used for a different request")]
     IdempotencyConflict,
+    /// A spend limit set by an admin does not afford the request.
+    #[error("spend limit reached: {requested} needed, {left} left this billing cycle")]
+    SpendLimitReached { requested: Credits, left: Credits },
     #[error("{0}")]
     InvalidInput(String),
     #[error("hold `{id}` is already {status}")]

@@ -124,10 +124,8 @@ impl Store {
                 cycle_start: locked.state.cycle.start,
             })
         } else {
-            match req.minimum {
-                Some(min) => locked.state.place_hold_up_to(req.amount, min),
-                None => locked.state.place_hold(req.amount),
-            }
+            // The wallet and the spend limits that apply, in one step.
+            crate::limits::reserve(&mut locked, req).await?
         };
         let reservation = match reservation {
             Ok(r) => r,
@@ -138,7 +136,7 @@ impl Store {
                 } else {
                     locked.rollback().await?;
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
         let details = req
@@ -340,6 +338,7 @@ impl Store {
             cycle_start: row.cycle_start,
         };
         let settlement = locked.state.settle_hold(&reservation, cost);
+        crate::limits::resolve(&locked, &reservation, settlement.charged).await?;
         let usage = match usage {
             Some(u) => Some(u),
             None if status == HoldStatus::Expired => {

@@ -16,7 +16,9 @@ mod error;
 mod holds;
 mod identity;
 mod keyed;
+mod limits;
 mod maintenance;
+mod members;
 pub mod metrics;
 mod model;
 mod ops;
@@ -37,6 +39,8 @@ pub use credits::CreditRequest;
 pub use error::{StoreError, StoreResult};
 pub use holds::{HoldRequest, Placement};
 pub use keyed::KeyedHold;
+pub use limits::{LimitTarget, SpendLimit};
+pub use members::{MemberPage, MemberRecord};
 pub use model::{
     ActivityFilter, ActivityPage, Discrepancy, Entry, Hold, Identity, Organization, Resolution, UsageDetails, User,
     Wallet, WalletChange,
@@ -49,4 +53,4 @@ pub use outbox::{
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
 pub use stats::PoolStats;
 pub use store::{Store, StoreOptions, WalletListener};
-pub use usage::{UsagePoint, UsageTotals};
+pub use usage::{Bucket, TeamUsage, UsagePoint, UsageTotals};

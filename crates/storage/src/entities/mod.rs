@@ -8,6 +8,7 @@ pub mod holds;
 pub mod journal_entries;
 pub mod organizations;
 pub mod purchases;
+pub mod spend_limits;
 pub mod users;
 pub mod wallets;
 pub mod webhook_attempts;
