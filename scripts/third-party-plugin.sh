@@ -47,6 +47,7 @@ cp "$repo"/fixtures/providers/gemini/* "$crate/fixtures/"
 (cd "$crate" && cargo test --quiet)
 # 4. Install it. (A production build is `cargo build --release`, then the
 #    file from target/release; the test build is enough for the tests.)
+(cd "$crate" && cargo build --quiet)
 mkdir -p "$out/plugins"
 file="$(find "$CARGO_TARGET_DIR/debug" -maxdepth 1 -name '*creditgate_plugin_gemini.*' \( -name '*.so' -o -name '*.dylib' -o -name '*.dll' \) | head -n 1)"
 [ -n "$file" ] || { echo "the plugin library was not built" >&2; exit 1; }

@@ -197,7 +197,8 @@ async fn upstream(dir: &Path) -> MockServer {
     mock
 }
 
-async fn env(backend: Backend, extra: &str) -> Env {
+/// `limit_ms`: the hostile provider's plugin call time limit.
+async fn env(backend: Backend, limit_ms: u64, extra: &str) -> Env {
     captured_logs();
     let dir = tempfile::tempdir().unwrap();
     let upstream = upstream(dir.path()).await;
@@ -221,7 +222,7 @@ plugin_dir = {plugins:?}
 [providers.providers.hostile]
 base_url = "{upstream}/v1"
 api_key_file = {key_file:?}
-plugin_call_timeout_ms = 1000
+plugin_call_timeout_ms = {limit_ms}
 [providers.providers.hostile.options]
 release_file = {release:?}
 entered_file = {entered:?}
@@ -261,7 +262,7 @@ fn input(model: &str) -> Value {
 }
 
 async fn a_blocked_plugin_call_holds_up_no_other_request(backend: Backend) {
-    let env = env(backend, "").await;
+    let env = env(backend, 1_000, "").await;
     let app = &env.app;
     let alice = app.member("alice", "acme");
     assert_eq!(app.wallet(&alice).await["available"], "100");
@@ -313,7 +314,7 @@ async fn a_blocked_plugin_call_holds_up_no_other_request(backend: Backend) {
 async fn a_stream_whose_plugin_blocks_fails_and_releases_its_hold(backend: Backend) {
     use creditgate_metering::{AiError, AiMessage, AiRequest, StreamItem};
     use futures::StreamExt;
-    let env = env(backend, "").await;
+    let env = env(backend, 1_000, "").await;
     let app = &env.app;
     let bob = app.member("bob", "acme");
     assert_eq!(app.wallet(&bob).await["available"], "100");
@@ -346,7 +347,7 @@ async fn a_stream_whose_plugin_blocks_fails_and_releases_its_hold(backend: Backe
 }
 
 async fn a_plugin_sending_elsewhere_never_carries_the_key_there(backend: Backend) {
-    let env = env(backend, "").await;
+    let env = env(backend, 30_000, "").await;
     let app = &env.app;
     let alice = app.member("alice", "acme");
     let set = app
@@ -386,7 +387,8 @@ async fn a_plugin_sending_elsewhere_never_carries_the_key_there(backend: Backend
 }
 
 async fn a_panicking_plugin_is_counted_and_logged_by_name(backend: Backend) {
-    let env = env(backend, "").await;
+    // A panic's backtrace may take a while to print: a generous limit.
+    let env = env(backend, 30_000, "").await;
     let app = &env.app;
     let carol = app.member("carol", "acme");
     let r = app.gql(Some(&carol), RUN, json!({"i": input("panic")})).await;
@@ -417,7 +419,7 @@ async fn a_panicking_plugin_is_counted_and_logged_by_name(backend: Backend) {
 }
 
 async fn a_configured_provider_without_its_plugin_is_not_the_callers_mistake(backend: Backend) {
-    let env = env(backend, "[providers.providers.ghost]\n").await;
+    let env = env(backend, 30_000, "[providers.providers.ghost]\n").await;
     let app = &env.app;
     let dave = app.member("dave", "acme");
     let mut i = input("ghost-1");

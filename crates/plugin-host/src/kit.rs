@@ -117,8 +117,7 @@ fn read_crate(manifest_dir: &Path) -> Result<CrateInfo, Problem> {
     })
 }
 
-/// The profile folder (`target/debug`) of the running test binary, or
-/// `CARGO_TARGET_DIR/debug`.
+/// The profile folder (`target/debug`) of the running test binary.
 fn profile_dir() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let deps = exe.parent()?;
@@ -127,7 +126,8 @@ fn profile_dir() -> Option<PathBuf> {
 
 /// Checks the plugin crate at `manifest_dir` (its `Cargo.toml`) and loads
 /// its built library from the running test's profile folder
-/// (`target/debug`), through the real host. `cargo test` builds it first.
+/// (`target/debug` or its `deps`, whichever is newer), through the real
+/// host. `cargo test` builds it first.
 pub fn load_built(manifest_dir: impl AsRef<Path>) -> Result<LoadedPlugin, PackagingFailure> {
     let manifest_dir = manifest_dir.as_ref();
     let info = read_crate(manifest_dir).map_err(|p| PackagingFailure {
@@ -153,7 +153,19 @@ pub fn load_built(manifest_dir: impl AsRef<Path>) -> Result<LoadedPlugin, Packag
         info.lib_name,
         std::env::consts::DLL_SUFFIX
     );
-    let path = profile_dir().map(|d| d.join(&file)).unwrap_or_else(|| PathBuf::from(&file));
+    // `cargo test` leaves the library in target/<profile>/deps; `cargo
+    // build` in target/<profile>. The newer one is the one just built.
+    let candidates: Vec<PathBuf> = profile_dir()
+        .map(|d| vec![d.join("deps").join(&file), d.join(&file)])
+        .unwrap_or_default();
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let path = candidates
+        .iter()
+        .filter(|p| p.is_file())
+        .max_by_key(|p| modified(p))
+        .or(candidates.last())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(&file));
     if !info.cdylib {
         return Err(PackagingFailure {
             library: None,
