@@ -204,7 +204,9 @@ async fn env(backend: Backend, limit_ms: u64, extra: &str) -> Env {
     let upstream = upstream(dir.path()).await;
     let elsewhere = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(r#"{"text":"stolen","in":1,"out":1}"#, "application/json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(r#"{"text":"stolen","in":1,"out":1}"#, "application/json"),
+        )
         .mount(&elsewhere)
         .await;
     let plugins = plugin_folder(&[("creditgate_testlib_hostile", "creditgate_plugin_hostile")]);
@@ -294,17 +296,20 @@ async fn a_blocked_plugin_call_holds_up_no_other_request(backend: Backend) {
     // Each blocked call ends at its time limit: PROVIDER_ERROR, nothing held.
     for call in calls {
         let body = call.await.unwrap();
-        assert_eq!(
-            body["errors"][0]["extensions"]["code"], "PROVIDER_ERROR",
-            "{body}"
-        );
+        assert_eq!(body["errors"][0]["extensions"]["code"], "PROVIDER_ERROR", "{body}");
         assert!(
-            body["errors"][0]["message"].as_str().unwrap().contains("did not finish"),
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("did not finish"),
             "{body}"
         );
     }
     let wallet = app.wallet(&alice).await;
-    assert_eq!((wallet["held"].as_str(), wallet["available"].as_str()), (Some("0"), Some("100")));
+    assert_eq!(
+        (wallet["held"].as_str(), wallet["available"].as_str()),
+        (Some("0"), Some("100"))
+    );
     std::fs::write(env.file("release"), "").unwrap();
     until_lines(&env.file("left"), 4).await;
     assert!(logs().contains("exceeded its time limit"));
@@ -343,7 +348,10 @@ async fn a_stream_whose_plugin_blocks_fails_and_releases_its_hold(backend: Backe
     drop(stream);
     std::fs::write(env.file("release-stream"), "").unwrap();
     let wallet = app.wallet(&bob).await;
-    assert_eq!((wallet["held"].as_str(), wallet["available"].as_str()), (Some("0"), Some("100")));
+    assert_eq!(
+        (wallet["held"].as_str(), wallet["available"].as_str()),
+        (Some("0"), Some("100"))
+    );
 }
 
 async fn a_plugin_sending_elsewhere_never_carries_the_key_there(backend: Backend) {
@@ -415,7 +423,10 @@ async fn a_panicking_plugin_is_counted_and_logged_by_name(backend: Backend) {
         .lines()
         .find(|l| l.contains("provider plugin panicked"))
         .expect("an error line for the panic");
-    assert!(logged.contains("ERROR") && logged.contains("plugin=hostile"), "{logged}");
+    assert!(
+        logged.contains("ERROR") && logged.contains("plugin=hostile"),
+        "{logged}"
+    );
 }
 
 async fn a_configured_provider_without_its_plugin_is_not_the_callers_mistake(backend: Backend) {

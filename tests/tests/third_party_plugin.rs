@@ -35,7 +35,10 @@ fn built_plugin() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let repo = repo();
-            let tag: u64 = repo.to_string_lossy().bytes().fold(7, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            let tag: u64 = repo
+                .to_string_lossy()
+                .bytes()
+                .fold(7, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
             let out = std::env::temp_dir().join(format!("creditgate-third-party-plugin-{tag:x}"));
             let output = std::process::Command::new("bash")
                 .arg(repo.join("scripts/third-party-plugin.sh"))
@@ -61,7 +64,9 @@ async fn mock_gemini() -> MockServer {
         Mock::given(method("POST"))
             .and(path("/v1beta/models/gemini-2.5-flash:generateContent"))
             .and(header("x-goog-api-key", key))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("generate-response.json"), "application/json"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(fixture("generate-response.json"), "application/json"),
+            )
             .mount(&mock)
             .await;
         Mock::given(method("POST"))
@@ -104,7 +109,11 @@ async fn env(backend: Backend) -> Env {
     std::fs::create_dir(&plugins).unwrap();
     // Step 4: copy the file into the plugin folder (next to the demo).
     std::fs::copy(&library, plugins.join(library.file_name().unwrap())).unwrap();
-    let demo = format!("{}creditgate_plugin_demo{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let demo = format!(
+        "{}creditgate_plugin_demo{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
     std::fs::copy(plugin_dir().join(&demo), plugins.join(&demo)).unwrap();
     let key_file = dir.path().join("gemini-key");
     std::fs::write(&key_file, PLATFORM_KEY).unwrap();
@@ -175,13 +184,23 @@ async fn a_third_party_gemini_plugin_serves_requests_end_to_end(backend: Backend
     assert_eq!(run["content"], TEXT);
     assert_eq!(run["billingMode"], "CREDITS");
     // Thinking tokens are billed as output: 8 candidates + 18 thoughts.
-    assert_eq!((run["inputTokens"].as_i64(), run["outputTokens"].as_i64()), (Some(14), Some(26)), "{run}");
+    assert_eq!(
+        (run["inputTokens"].as_i64(), run["outputTokens"].as_i64()),
+        (Some(14), Some(26)),
+        "{run}"
+    );
     assert_ne!(run["creditsCharged"], "0");
     let sent = env.mock.received_requests().await.unwrap();
-    let chat = sent.iter().find(|r| r.url.path().ends_with(":generateContent")).unwrap();
+    let chat = sent
+        .iter()
+        .find(|r| r.url.path().ends_with(":generateContent"))
+        .unwrap();
     let body: Value = serde_json::from_slice(&chat.body).unwrap();
     assert!(body["generationConfig"]["maxOutputTokens"].as_u64().is_some(), "{body}");
-    assert_eq!(body["contents"][0]["parts"][0]["text"], "What is the capital of France?");
+    assert_eq!(
+        body["contents"][0]["parts"][0]["text"],
+        "What is the capital of France?"
+    );
     // Streamed.
     let mut ws = creditgate_e2e::ws::WsClient::connect(app.addr, &alice).await;
     let id = ws

@@ -84,7 +84,7 @@ impl HostPolicy {
         if self.base.as_ref() == Some(&origin) {
             return true;
         }
-        origin.scheme == "https" && origin.port == Some(443) && self.https_hosts.iter().any(|h| *h == origin.host)
+        origin.scheme == "https" && origin.port == Some(443) && self.https_hosts.contains(&origin.host)
     }
 
     /// The manifest's hosts the operator has not allowed (for the load log).
@@ -127,9 +127,15 @@ mod tests {
         let policy = HostPolicy::new("p", Some(&base), &[], &manifest(), false).unwrap();
         assert!(policy.allows(&url("http://127.0.0.1:8080/v1/chat")));
         assert!(!policy.allows(&url("http://127.0.0.1:8081/v1/chat")), "another port");
-        assert!(!policy.allows(&url("http://localhost:8080/v1/chat")), "another host name");
+        assert!(
+            !policy.allows(&url("http://localhost:8080/v1/chat")),
+            "another host name"
+        );
         assert!(!policy.allows(&url("https://exfil.example/collect")), "a manifest host");
-        assert_eq!(policy.unused_plugin_hosts(&manifest()), ["api.p.example", "exfil.example"]);
+        assert_eq!(
+            policy.unused_plugin_hosts(&manifest()),
+            ["api.p.example", "exfil.example"]
+        );
     }
 
     #[test]

@@ -15,11 +15,13 @@
 //!   body, other headers), then swaps in the key in a header marked
 //!   sensitive. Keys are never logged and are redacted out of every error
 //!   message (provider messages included) before they leave this crate.
-//! * **Allowed hosts**: a request must go over `https` (port 443) to one of
-//!   the manifest's allowed hosts, or to the exact origin (scheme, host, port)
-//!   of the provider's configured base URL. Anything else is refused before
-//!   any connection is made. Redirects are never followed (a redirect could
-//!   carry the key elsewhere).
+//! * **Allowed hosts** are the operator's (see `hosts`): a request may go to
+//!   the exact origin (scheme, host, port) of the provider's base URL
+//!   (configured, else the plugin's default), or over `https` (port 443) to
+//!   the hosts the provider's configuration lists; the plugin's manifest
+//!   hosts count only with `allow_plugin_hosts`. Anything else is refused
+//!   before the key is put into the request and before any connection.
+//!   Redirects are never followed (a redirect could carry the key elsewhere).
 //! * **Timeouts**: connect; total for a plain request; for a stream, total
 //!   until the response headers, then an idle timeout between chunks and a
 //!   total stream duration. Connection failures (nothing sent yet) are retried
@@ -36,8 +38,15 @@
 //!   largest is lowered to it (never raised).
 //! * **No fallback**: a failing provider is never replaced by another (the
 //!   demo provider included).
-//! * Plugin calls are also guarded by `catch_unwind` here, so providers added
-//!   in-process with [`Gateway::with_providers`] cannot panic the caller.
+//! * **Plugin calls never run on the async runtime** (see `plugin_call`):
+//!   each goes to the blocking pool under the provider's
+//!   `plugin_call_timeout_ms`; one over it fails its request
+//!   ([`ProviderError::PluginTimeout`]). Panics are caught here too (so
+//!   providers added in-process with [`Gateway::with_providers`] cannot panic
+//!   the caller), counted by plugin and logged under its name.
+//! * **Loading** (see `setup`): a plugin file that cannot be loaded stops the
+//!   start unless its providers are `optional`; a configured provider whose
+//!   plugin is absent answers [`ProviderError::NotServed`].
 
 mod config;
 mod error;
@@ -404,7 +413,10 @@ fn prepare(
 async fn build_chat(entry: &Entry, request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
     let ctx = entry.ctx.clone();
     let request = request.clone();
-    plugin_call::call(entry, "build_chat_request", move |p| p.build_chat_request(&ctx, &request)).await
+    plugin_call::call(entry, "build_chat_request", move |p| {
+        p.build_chat_request(&ctx, &request)
+    })
+    .await
 }
 
 fn truncate(message: &str) -> String {

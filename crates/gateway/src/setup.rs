@@ -16,9 +16,7 @@ use secrecy::SecretString;
 
 use crate::hosts::HostPolicy;
 use crate::plugin_call::guard;
-use crate::{
-    Entry, Gateway, GatewayError, ProviderConfig, ProvidersConfig, SkippedPlugin, Timeouts, executable_dir,
-};
+use crate::{Entry, Gateway, GatewayError, ProviderConfig, ProvidersConfig, SkippedPlugin, Timeouts, executable_dir};
 
 fn valid_provider_id(id: &str) -> bool {
     !id.is_empty()
@@ -103,7 +101,11 @@ impl Gateway {
                 let name = skip.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
                 let plugin = config.providers.get(id).map(|pc| plugin_of(id, pc)).unwrap_or_default();
                 if creditgate_plugin_host::plugin_id_from_file_name(name) == Some(plugin.as_str()) {
-                    *reason = format!("its plugin {} could not be loaded: {}", skip.path.display(), skip.reason);
+                    *reason = format!(
+                        "its plugin {} could not be loaded: {}",
+                        skip.path.display(),
+                        skip.reason
+                    );
                 }
             }
         }

@@ -264,7 +264,10 @@ impl ChatStream {
 }
 
 /// Parses each event in order (panics caught), stopping at the first error.
-fn parse_all(plugin: &dyn creditgate_provider_sdk::Provider, events: &[SseEvent]) -> Vec<Result<Vec<PluginEvent>, PluginError>> {
+fn parse_all(
+    plugin: &dyn creditgate_provider_sdk::Provider,
+    events: &[SseEvent],
+) -> Vec<Result<Vec<PluginEvent>, PluginError>> {
     let mut results = Vec::with_capacity(events.len());
     for event in events {
         let result = crate::plugin_call::guard(|| plugin.parse_stream_event(event)).and_then(|r| r);

@@ -81,12 +81,9 @@ fn read_crate(manifest_dir: &Path) -> Result<CrateInfo, Problem> {
             "pass env!(\"CARGO_MANIFEST_DIR\") of the plugin crate",
         )
     })?;
-    let doc: toml::Table = text.parse().map_err(|e| {
-        Problem::new(
-            format!("{} does not parse: {e}", path.display()),
-            "fix Cargo.toml",
-        )
-    })?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e| Problem::new(format!("{} does not parse: {e}", path.display()), "fix Cargo.toml"))?;
     let package = doc.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str());
     let lib = doc.get("lib");
     let lib_name = lib
@@ -260,7 +257,12 @@ fn explain(err: &LoadError) -> Vec<Problem> {
         )],
         LoadError::InvalidManifest { problems, .. } => problems
             .iter()
-            .map(|p| Problem::new(format!("invalid manifest: {p}"), "fix manifest() (see Manifest::validate)"))
+            .map(|p| {
+                Problem::new(
+                    format!("invalid manifest: {p}"),
+                    "fix manifest() (see Manifest::validate)",
+                )
+            })
             .collect(),
         LoadError::IdMismatch {
             file_id, manifest_id, ..

@@ -34,7 +34,10 @@ fn a_handshake_for_another_abi_or_protocol_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::install(dir.path(), "creditgate_testlib_wrong_abi", "creditgate_plugin_future");
     let text = refused(&path);
-    assert!(text.contains("wrong handshake") && text.contains("ABI version 999"), "{text}");
+    assert!(
+        text.contains("wrong handshake") && text.contains("ABI version 999"),
+        "{text}"
+    );
     assert!(text.contains("export_provider!"), "{text}");
 }
 
@@ -80,6 +83,10 @@ fn a_crate_that_is_not_a_cdylib_or_aborts_is_refused_before_loading() {
     let failure = load_built(dir.path()).unwrap_err();
     let text = failure.to_string();
     assert_eq!(failure.problems.len(), 2, "{text}");
-    assert!(text.contains("crate-type = [\\\"cdylib\\\", \\\"rlib\\\"]") || text.contains("crate-type = [\"cdylib\", \"rlib\"]"), "{text}");
+    assert!(
+        text.contains("crate-type = [\\\"cdylib\\\", \\\"rlib\\\"]")
+            || text.contains("crate-type = [\"cdylib\", \"rlib\"]"),
+        "{text}"
+    );
     assert!(text.contains("[profile.release]"), "{text}");
 }

@@ -64,7 +64,10 @@ fn libraries_not_named_like_plugins_are_not_opened() {
         .collect();
     assert_eq!(
         ignored,
-        [common::lib_file("creditgate_testlib_faulty"), common::lib_file("something_else")]
+        [
+            common::lib_file("creditgate_testlib_faulty"),
+            common::lib_file("something_else")
+        ]
     );
 }
 

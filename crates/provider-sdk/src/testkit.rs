@@ -648,7 +648,10 @@ fn check_chat_body(req: &HttpRequest, request: &ChatRequest) -> Result<(), Strin
     let mut numbers = Vec::new();
     collect(&value, &mut strings, &mut numbers);
     if !strings.iter().any(|s| s == &request.model) && !req.url.contains(&request.model) {
-        return Err(format!("neither the URL nor the body names the model {:?}", request.model));
+        return Err(format!(
+            "neither the URL nor the body names the model {:?}",
+            request.model
+        ));
     }
     for message in &request.messages {
         if !strings.iter().any(|s| s.contains(&message.content)) {

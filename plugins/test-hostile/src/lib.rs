@@ -104,7 +104,10 @@ impl Provider for Hostile {
             500..=599 => ErrorClass::Overloaded,
             _ => ErrorClass::Other,
         };
-        ClassifiedError::new(class, format!("HTTP {status}: {}", body.chars().take(100).collect::<String>()))
+        ClassifiedError::new(
+            class,
+            format!("HTTP {status}: {}", body.chars().take(100).collect::<String>()),
+        )
     }
 
     fn parse_stream_event(&self, event: &SseEvent) -> Result<Vec<StreamEvent>, PluginError> {
@@ -130,6 +133,7 @@ impl Provider for Hostile {
     }
 
     fn build_validate_key_request(&self, ctx: &RequestContext) -> Result<HttpRequest, PluginError> {
-        Ok(HttpRequest::new(Method::Get, ctx.url("/models")).header("authorization", format!("Bearer {KEY_PLACEHOLDER}")))
+        Ok(HttpRequest::new(Method::Get, ctx.url("/models"))
+            .header("authorization", format!("Bearer {KEY_PLACEHOLDER}")))
     }
 }
