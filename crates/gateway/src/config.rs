@@ -8,14 +8,18 @@ use serde::{Deserialize, Serialize};
 
 /// Where the plugins are and how each provider is reached.
 ///
+/// In the server's configuration this is the `[providers]` table; each
+/// provider is `[providers.providers.<id>]`.
+///
 /// ```toml
+/// [providers]
 /// # plugin_dir = "/usr/lib/creditgate/plugins"   # default: the executable's folder
 /// connect_timeout_ms = 10000
 ///
-/// [providers.openai]
+/// [providers.providers.openai]
 /// api_key_env = "OPENAI_API_KEY"
 ///
-/// [providers.groq]                 # a second provider served by the openai plugin
+/// [providers.providers.groq]       # a second provider served by the openai plugin
 /// plugin = "openai"
 /// base_url = "https://api.groq.com/openai/v1"
 /// api_key_env = "GROQ_API_KEY"
@@ -37,6 +41,11 @@ pub struct ProvidersConfig {
     pub stream_idle_timeout_ms: u64,
     /// Default longest duration of a whole stream.
     pub stream_timeout_ms: u64,
+    /// Default time limit of one plugin call (building a request, parsing an
+    /// answer, a batch of stream events...). Plugin calls run on a blocking
+    /// thread pool, never on the async runtime; a call over the limit fails
+    /// its request with `PROVIDER_ERROR` (its thread is left to finish).
+    pub plugin_call_timeout_ms: u64,
     /// Providers by provider id. A loaded plugin that no entry names is
     /// served as a provider of its own id with default settings (and no
     /// platform key); an entry with `enabled = false` hides it.
@@ -53,9 +62,19 @@ pub struct ProviderConfig {
     pub enabled: bool,
     /// Display name (default: the plugin's).
     pub name: Option<String>,
-    /// Base URL (default: the plugin's). Its origin is added to the plugin's
-    /// allowed hosts, so it may be plain `http` for a local server.
+    /// Base URL (default: the plugin's). Requests may always go to its
+    /// origin (scheme, host and port), so it may be plain `http` for a local
+    /// server.
     pub base_url: Option<String>,
+    /// More hosts requests (and the key) may go to, over HTTPS (port 443),
+    /// besides the base URL's origin. The operator's list: the plugin's own
+    /// manifest list is not used unless `allow_plugin_hosts` is set.
+    pub allowed_hosts: Vec<String>,
+    /// Also allow the hosts the plugin's manifest lists (shown at load).
+    pub allow_plugin_hosts: bool,
+    /// When the plugin cannot be loaded, start anyway without this provider
+    /// (default: a plugin that fails to load stops the start).
+    pub optional: bool,
     /// Name of the environment variable holding the platform's own key, used
     /// for credit-paid requests. Read once at start; never logged.
     pub api_key_env: Option<String>,
@@ -69,6 +88,8 @@ pub struct ProviderConfig {
     pub stream_idle_timeout_ms: Option<u64>,
     /// Stream duration override.
     pub stream_timeout_ms: Option<u64>,
+    /// Plugin call time limit override.
+    pub plugin_call_timeout_ms: Option<u64>,
     /// Expected SHA-256 (hex) of the plugin file, checked before it is opened.
     pub sha256: Option<String>,
     /// Models served (default: the plugin's), for compatible servers.
@@ -85,12 +106,16 @@ impl Default for ProviderConfig {
             enabled: true,
             name: None,
             base_url: None,
+            allowed_hosts: Vec::new(),
+            allow_plugin_hosts: false,
+            optional: false,
             api_key_env: None,
             api_key_file: None,
             connect_timeout_ms: None,
             timeout_ms: None,
             stream_idle_timeout_ms: None,
             stream_timeout_ms: None,
+            plugin_call_timeout_ms: None,
             sha256: None,
             models: None,
             options: BTreeMap::new(),
@@ -126,6 +151,7 @@ impl Default for ProvidersConfig {
             timeout_ms: 120_000,
             stream_idle_timeout_ms: 60_000,
             stream_timeout_ms: 600_000,
+            plugin_call_timeout_ms: 5_000,
             providers,
         }
     }

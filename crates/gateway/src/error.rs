@@ -45,6 +45,15 @@ pub enum ProviderError {
     /// No such provider is served.
     #[error("unknown provider {0:?}")]
     UnknownProvider(String),
+    /// The operator configured this provider but this server cannot serve
+    /// it (its plugin is not loaded): not the caller's mistake.
+    #[error("provider {provider} is configured but not available on this server: {reason}")]
+    NotServed {
+        /// Provider id.
+        provider: String,
+        /// Why (for the operator).
+        reason: String,
+    },
     /// The provider does not serve this model.
     #[error("provider {provider} has no model {model:?}")]
     UnknownModel {
@@ -166,6 +175,17 @@ pub enum ProviderError {
         /// The panic message.
         message: String,
     },
+    /// A plugin call exceeded its time limit (the request fails; the call's
+    /// thread is left to finish).
+    #[error("plugin of provider {provider} did not finish {operation} within {after:?}")]
+    PluginTimeout {
+        /// Provider id.
+        provider: String,
+        /// The plugin operation.
+        operation: &'static str,
+        /// The limit.
+        after: Duration,
+    },
     /// The plugin built a request for a host outside its allowed hosts.
     #[error("plugin of provider {provider} tried to reach {host:?}, which is not an allowed host; request refused")]
     HostNotAllowed {
@@ -208,6 +228,8 @@ impl ProviderError {
             | ProviderError::BadRequest { .. }
             | ProviderError::Plugin { .. }
             | ProviderError::PluginPanic { .. }
+            | ProviderError::PluginTimeout { .. }
+            | ProviderError::NotServed { .. }
             | ProviderError::HostNotAllowed { .. }
             | ProviderError::Other { .. } => ErrorKind::ProviderError,
         }
@@ -236,6 +258,8 @@ impl ProviderError {
             | ProviderError::BadRequest { provider, .. }
             | ProviderError::Plugin { provider, .. }
             | ProviderError::PluginPanic { provider, .. }
+            | ProviderError::PluginTimeout { provider, .. }
+            | ProviderError::NotServed { provider, .. }
             | ProviderError::HostNotAllowed { provider, .. }
             | ProviderError::Other { provider, .. } => provider,
         }
@@ -255,6 +279,17 @@ pub enum GatewayError {
     /// The configuration is inconsistent.
     #[error("invalid provider configuration: {0}")]
     Config(String),
+    /// A plugin file could not be loaded and no provider using it is marked
+    /// `optional`.
+    #[error(
+        "cannot load the provider plugin {path}: {reason} (fix or remove the file, or set `optional = true` on the providers it serves to start without it)"
+    )]
+    PluginNotLoaded {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),

@@ -15,11 +15,13 @@
 //!   body, other headers), then swaps in the key in a header marked
 //!   sensitive. Keys are never logged and are redacted out of every error
 //!   message (provider messages included) before they leave this crate.
-//! * **Allowed hosts**: a request must go over `https` (port 443) to one of
-//!   the manifest's allowed hosts, or to the exact origin (scheme, host, port)
-//!   of the provider's configured base URL. Anything else is refused before
-//!   any connection is made. Redirects are never followed (a redirect could
-//!   carry the key elsewhere).
+//! * **Allowed hosts** are the operator's (see `hosts`): a request may go to
+//!   the exact origin (scheme, host, port) of the provider's base URL
+//!   (configured, else the plugin's default), or over `https` (port 443) to
+//!   the hosts the provider's configuration lists; the plugin's manifest
+//!   hosts count only with `allow_plugin_hosts`. Anything else is refused
+//!   before the key is put into the request and before any connection.
+//!   Redirects are never followed (a redirect could carry the key elsewhere).
 //! * **Timeouts**: connect; total for a plain request; for a stream, total
 //!   until the response headers, then an idle timeout between chunks and a
 //!   total stream duration. Connection failures (nothing sent yet) are retried
@@ -36,23 +38,32 @@
 //!   largest is lowered to it (never raised).
 //! * **No fallback**: a failing provider is never replaced by another (the
 //!   demo provider included).
-//! * Plugin calls are also guarded by `catch_unwind` here, so providers added
-//!   in-process with [`Gateway::with_providers`] cannot panic the caller.
+//! * **Plugin calls never run on the async runtime** (see `plugin_call`):
+//!   each goes to the blocking pool under the provider's
+//!   `plugin_call_timeout_ms`; one over it fails its request
+//!   ([`ProviderError::PluginTimeout`]). Panics are caught here too (so
+//!   providers added in-process with [`Gateway::with_providers`] cannot panic
+//!   the caller), counted by plugin and logged under its name.
+//! * **Loading** (see `setup`): a plugin file that cannot be loaded stops the
+//!   start unless its providers are `optional`; a configured provider whose
+//!   plugin is absent answers [`ProviderError::NotServed`].
 
 mod config;
 mod error;
+mod hosts;
 pub mod metrics;
+mod plugin_call;
+mod setup;
 mod stream;
 mod usage;
 
-use std::collections::{BTreeMap, HashMap};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use creditgate_provider_sdk::{
     ChatResponse as PluginChatResponse, ClassifiedError, ErrorClass, HttpRequest, KeyPlacement, Manifest, Method,
-    PluginError, PluginErrorKind, Provider, RequestContext, Transport, check_key_placement,
+    Provider, RequestContext, Transport, check_key_placement,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -127,23 +138,8 @@ struct Timeouts {
     total: Duration,
     stream_idle: Duration,
     stream_total: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-}
-
-impl Origin {
-    fn of(url: &url::Url) -> Self {
-        Self {
-            scheme: url.scheme().to_owned(),
-            host: url.host_str().unwrap_or_default().to_ascii_lowercase(),
-            port: url.port_or_known_default(),
-        }
-    }
+    /// One plugin call.
+    plugin_call: Duration,
 }
 
 struct Entry {
@@ -153,7 +149,7 @@ struct Entry {
     manifest: Manifest,
     models: Vec<ModelInfo>,
     ctx: RequestContext,
-    base_origin: Option<Origin>,
+    hosts: hosts::HostPolicy,
     platform_key: Option<SecretString>,
     client: reqwest::Client,
     timeouts: Timeouts,
@@ -163,6 +159,8 @@ struct Entry {
 pub struct Gateway {
     providers: BTreeMap<String, Arc<Entry>>,
     skipped: Vec<SkippedPlugin>,
+    /// Configured providers that cannot be served, with the reason.
+    not_served: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -174,191 +172,7 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-fn valid_provider_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn ms(value: Option<u64>, default: u64) -> Duration {
-    Duration::from_millis(value.unwrap_or(default))
-}
-
 impl Gateway {
-    /// Loads every plugin of the configured folder and sets up the providers.
-    /// A bad plugin is skipped with a warning; two plugins with one id, an
-    /// unreadable folder or an inconsistent configuration is an error.
-    pub fn load(config: &ProvidersConfig) -> Result<Self, GatewayError> {
-        let dir = match &config.plugin_dir {
-            Some(dir) => dir.clone(),
-            None => executable_dir().map_err(GatewayError::ExecutableDir)?,
-        };
-        let mut pins: HashMap<String, String> = HashMap::new();
-        for (id, entry) in &config.providers {
-            let Some(sha) = &entry.sha256 else { continue };
-            let plugin = entry.plugin.clone().unwrap_or_else(|| id.clone());
-            let sha = sha.trim().to_ascii_lowercase();
-            if let Some(other) = pins.insert(plugin.clone(), sha.clone())
-                && other != sha
-            {
-                return Err(GatewayError::Config(format!(
-                    "two different sha256 values are configured for plugin {plugin:?}"
-                )));
-            }
-        }
-        let report = creditgate_plugin_host::load_dir(&creditgate_plugin_host::HostConfig {
-            dir: dir.clone(),
-            sha256: pins,
-        })?;
-        let skipped = report
-            .skipped
-            .iter()
-            .map(|(path, err)| SkippedPlugin {
-                path: path.clone(),
-                reason: err.to_string(),
-            })
-            .collect();
-        tracing::info!(
-            dir = %dir.display(),
-            loaded = report.plugins.len(),
-            skipped = report.skipped.len(),
-            "provider plugins loaded"
-        );
-        let plugins = report.plugins.into_iter().map(|p| p as Arc<dyn Provider>).collect();
-        let mut gateway = Self::with_providers(config, plugins)?;
-        gateway.skipped = skipped;
-        Ok(gateway)
-    }
-
-    /// Sets up the providers from plugins given in-process (tests, embedding)
-    /// instead of a plugin folder. Same rules as [`Gateway::load`].
-    pub fn with_providers(config: &ProvidersConfig, plugins: Vec<Arc<dyn Provider>>) -> Result<Self, GatewayError> {
-        let mut by_id: BTreeMap<String, (Arc<dyn Provider>, Manifest)> = BTreeMap::new();
-        for plugin in plugins {
-            let manifest = guard(|| plugin.manifest())
-                .map_err(|e| GatewayError::Config(format!("a provider's manifest failed: {}", e.message)))?;
-            if let Err(problems) = manifest.validate() {
-                return Err(GatewayError::Config(format!(
-                    "plugin {:?} has an invalid manifest: {}",
-                    manifest.id,
-                    problems.join("; ")
-                )));
-            }
-            if by_id.contains_key(&manifest.id) {
-                return Err(GatewayError::Config(format!("two plugins with id {:?}", manifest.id)));
-            }
-            by_id.insert(manifest.id.clone(), (plugin, manifest));
-        }
-        let mut entries: Vec<(String, ProviderConfig)> =
-            config.providers.iter().map(|(id, c)| (id.clone(), c.clone())).collect();
-        for id in by_id.keys() {
-            if !config.providers.contains_key(id) {
-                entries.push((id.clone(), ProviderConfig::default()));
-            }
-        }
-        let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
-        let mut providers = BTreeMap::new();
-        for (id, pc) in entries {
-            if !valid_provider_id(&id) {
-                return Err(GatewayError::Config(format!(
-                    "provider id {id:?} must be 1-64 characters of a-z, 0-9, '_' or '-'"
-                )));
-            }
-            if !pc.enabled {
-                tracing::info!(provider = %id, "provider disabled by configuration");
-                continue;
-            }
-            let plugin_id = pc.plugin.clone().unwrap_or_else(|| id.clone());
-            let Some((plugin, manifest)) = by_id.get(&plugin_id) else {
-                tracing::warn!(provider = %id, plugin = %plugin_id, "provider not served: its plugin is not loaded");
-                continue;
-            };
-            let base_url = pc
-                .base_url
-                .clone()
-                .or_else(|| manifest.default_base_url.clone())
-                .unwrap_or_default();
-            let ctx = RequestContext {
-                options: pc.options.clone(),
-                ..RequestContext::new(base_url)
-            };
-            let base_origin = match (&pc.base_url, manifest.transport) {
-                (Some(url), Transport::Http) => {
-                    let parsed = url::Url::parse(url)
-                        .map_err(|e| GatewayError::Config(format!("provider {id}: base_url {url:?}: {e}")))?;
-                    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                        return Err(GatewayError::Config(format!(
-                            "provider {id}: base_url {url:?} must be an http(s) URL with a host"
-                        )));
-                    }
-                    Some(Origin::of(&parsed))
-                }
-                _ => None,
-            };
-            let platform_key = match (&pc.api_key_env, &pc.api_key_file) {
-                (_, Some(path)) => match std::fs::read_to_string(path) {
-                    Ok(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
-                    _ => {
-                        return Err(GatewayError::Config(format!(
-                            "provider {id}: api_key_file {} cannot be read or is empty",
-                            path.display()
-                        )));
-                    }
-                },
-                (Some(var), None) => match std::env::var(var) {
-                    Ok(value) if !value.trim().is_empty() => Some(SecretString::from(value.trim().to_owned())),
-                    _ => {
-                        tracing::warn!(provider = %id, env = %var, "platform key variable is not set; credit-paid requests to this provider will fail");
-                        None
-                    }
-                },
-                (None, None) => None,
-            };
-            let connect = ms(pc.connect_timeout_ms, config.connect_timeout_ms);
-            let client = match clients.get(&connect) {
-                Some(client) => client.clone(),
-                None => {
-                    let client = reqwest::Client::builder()
-                        .connect_timeout(connect)
-                        .redirect(reqwest::redirect::Policy::none())
-                        .user_agent(concat!("creditgate/", env!("CARGO_PKG_VERSION")))
-                        .build()
-                        .map_err(|e| GatewayError::Client(e.to_string()))?;
-                    clients.insert(connect, client.clone());
-                    client
-                }
-            };
-            let models = pc.models.clone().unwrap_or_else(|| manifest.models.clone());
-            if models.is_empty() {
-                return Err(GatewayError::Config(format!("provider {id} has no models")));
-            }
-            let entry = Entry {
-                id: id.clone(),
-                name: pc.name.clone().unwrap_or_else(|| manifest.name.clone()),
-                plugin: Arc::clone(plugin),
-                manifest: manifest.clone(),
-                models,
-                ctx,
-                base_origin,
-                platform_key,
-                client,
-                timeouts: Timeouts {
-                    total: ms(pc.timeout_ms, config.timeout_ms),
-                    stream_idle: ms(pc.stream_idle_timeout_ms, config.stream_idle_timeout_ms),
-                    stream_total: ms(pc.stream_timeout_ms, config.stream_timeout_ms),
-                },
-            };
-            tracing::info!(provider = %id, plugin = %plugin_id, base_url = %entry.ctx.base_url, "provider ready");
-            providers.insert(id, Arc::new(entry));
-        }
-        Ok(Self {
-            providers,
-            skipped: Vec::new(),
-        })
-    }
-
     /// The providers served, by id.
     pub fn providers(&self) -> Vec<ProviderInfo> {
         self.providers.values().map(|e| info(e)).collect()
@@ -374,10 +188,20 @@ impl Gateway {
         &self.skipped
     }
 
+    /// Why a configured provider is not served (its plugin is not loaded),
+    /// when it is configured but not served.
+    pub fn not_served(&self, id: &str) -> Option<&str> {
+        self.not_served.get(id).map(String::as_str)
+    }
+
     fn entry(&self, id: &str) -> Result<&Arc<Entry>, ProviderError> {
-        self.providers
-            .get(id)
-            .ok_or_else(|| ProviderError::UnknownProvider(id.to_owned()))
+        self.providers.get(id).ok_or_else(|| match self.not_served.get(id) {
+            Some(reason) => ProviderError::NotServed {
+                provider: id.to_owned(),
+                reason: reason.clone(),
+            },
+            None => ProviderError::UnknownProvider(id.to_owned()),
+        })
     }
 
     /// Sends a chat request and waits for the whole answer.
@@ -391,30 +215,25 @@ impl Gateway {
         let (request, key) = prepare(entry, request, key, false)?;
         let started = Instant::now();
         let result = async {
-            let built = call(entry, |p| p.build_chat_request(&entry.ctx, &request))?;
+            let built = build_chat(entry, &request).await?;
             let (status, body) = match entry.manifest.transport {
-                Transport::Offline => offline(entry, built, &key)?,
+                Transport::Offline => offline(entry, built, &key).await?,
                 Transport::Http => {
                     let response = send(entry, built, &key, Some(entry.timeouts.total)).await?;
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
                     let body = read_body(entry, response).await?;
                     if !(200..300).contains(&status) {
-                        return Err(classified(entry, status, &headers, &body, &key));
+                        return Err(classified(entry, status, &headers, body, &key).await);
                     }
                     (status, body)
                 }
             };
             if !(200..300).contains(&status) {
-                return Err(classified(
-                    entry,
-                    status,
-                    &reqwest::header::HeaderMap::new(),
-                    &body,
-                    &key,
-                ));
+                return Err(classified(entry, status, &reqwest::header::HeaderMap::new(), body, &key).await);
             }
-            let parsed: PluginChatResponse = call(entry, |p| p.parse_chat_response(&body))?;
+            let parsed: PluginChatResponse =
+                plugin_call::call(entry, "parse_chat_response", move |p| p.parse_chat_response(&body)).await?;
             Ok(ChatResponse {
                 text: parsed.text,
                 usage: parsed.usage,
@@ -445,18 +264,12 @@ impl Gateway {
         let (request, key) = prepare(entry, request, key, true)?;
         let started = Instant::now();
         let result = async {
-            let built = call(entry, |p| p.build_chat_request(&entry.ctx, &request))?;
+            let built = build_chat(entry, &request).await?;
             let source: stream::ByteSource = match entry.manifest.transport {
                 Transport::Offline => {
-                    let (status, body) = offline(entry, built, &key)?;
+                    let (status, body) = offline(entry, built, &key).await?;
                     if !(200..300).contains(&status) {
-                        return Err(classified(
-                            entry,
-                            status,
-                            &reqwest::header::HeaderMap::new(),
-                            &body,
-                            &key,
-                        ));
+                        return Err(classified(entry, status, &reqwest::header::HeaderMap::new(), body, &key).await);
                     }
                     Box::pin(futures::stream::once(async move { Ok(bytes::Bytes::from(body)) }))
                 }
@@ -466,18 +279,15 @@ impl Gateway {
                     if !(200..300).contains(&status) {
                         let headers = response.headers().clone();
                         let body = read_body(entry, response).await?;
-                        return Err(classified(entry, status, &headers, &body, &key));
+                        return Err(classified(entry, status, &headers, body, &key).await);
                     }
                     stream::http_source(entry.id.clone(), response)
                 }
             };
             Ok(ChatStream::new(
-                entry.id.clone(),
-                Arc::clone(&entry.plugin),
+                Arc::clone(entry),
                 source,
                 request.model.clone(),
-                entry.timeouts.stream_idle,
-                entry.timeouts.stream_total,
                 key.clone(),
             ))
         }
@@ -500,10 +310,14 @@ impl Gateway {
         };
         let started = Instant::now();
         let result = async {
-            let built = call(entry, |p| p.build_validate_key_request(&entry.ctx))?;
+            let ctx = entry.ctx.clone();
+            let built = plugin_call::call(entry, "build_validate_key_request", move |p| {
+                p.build_validate_key_request(&ctx)
+            })
+            .await?;
             let (status, headers, body) = match entry.manifest.transport {
                 Transport::Offline => {
-                    let (status, body) = offline(entry, built, &key)?;
+                    let (status, body) = offline(entry, built, &key).await?;
                     (status, reqwest::header::HeaderMap::new(), body)
                 }
                 Transport::Http => {
@@ -516,7 +330,7 @@ impl Gateway {
             if (200..300).contains(&status) {
                 Ok(())
             } else {
-                Err(classified(entry, status, &headers, &body, &key))
+                Err(classified(entry, status, &headers, body, &key).await)
             }
         }
         .await;
@@ -595,36 +409,14 @@ fn prepare(
     Ok((request, key))
 }
 
-/// Runs a plugin call with panics caught, mapping its errors.
-fn call<T>(entry: &Entry, f: impl FnOnce(&dyn Provider) -> Result<T, PluginError>) -> Result<T, ProviderError> {
-    match guard(|| f(entry.plugin.as_ref())) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) | Err(err) => Err(plugin_error(&entry.id, err)),
-    }
-}
-
-fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PluginError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        PluginError::new(
-            PluginErrorKind::Panic,
-            creditgate_provider_sdk::protocol::panic_message(payload.as_ref()),
-        )
+/// The plugin builds the provider request (on the blocking pool).
+async fn build_chat(entry: &Entry, request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
+    let ctx = entry.ctx.clone();
+    let request = request.clone();
+    plugin_call::call(entry, "build_chat_request", move |p| {
+        p.build_chat_request(&ctx, &request)
     })
-}
-
-fn plugin_error(provider: &str, err: PluginError) -> ProviderError {
-    let message = truncate(&err.message);
-    if err.kind == PluginErrorKind::Panic {
-        ProviderError::PluginPanic {
-            provider: provider.to_owned(),
-            message,
-        }
-    } else {
-        ProviderError::Plugin {
-            provider: provider.to_owned(),
-            message,
-        }
-    }
+    .await
 }
 
 fn truncate(message: &str) -> String {
@@ -776,15 +568,15 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-fn classified(
+async fn classified(
     entry: &Entry,
     status: u16,
     headers: &reqwest::header::HeaderMap,
-    body: &str,
+    body: String,
     key: &Key,
 ) -> ProviderError {
     let key_source = key.source;
-    match call(entry, |p| Ok(p.classify_error(status, body))) {
+    match plugin_call::call(entry, "classify_error", move |p| Ok(p.classify_error(status, &body))).await {
         Ok(err) => from_class(&entry.id, Some(status), retry_after(headers), err, key_source),
         Err(err) => err,
     }
@@ -807,27 +599,14 @@ fn inject_key(entry: &Entry, request: &mut HttpRequest, key: &Key) -> Result<Opt
     Ok(index)
 }
 
-fn offline(entry: &Entry, mut request: HttpRequest, key: &Key) -> Result<(u16, String), ProviderError> {
+async fn offline(entry: &Entry, mut request: HttpRequest, key: &Key) -> Result<(u16, String), ProviderError> {
     inject_key(entry, &mut request, key)?;
-    let response = call(entry, |p| p.offline_exchange(&request))?;
+    let response = plugin_call::call(entry, "offline_exchange", move |p| p.offline_exchange(&request)).await?;
     Ok((response.status, response.body))
 }
 
-fn allowed(entry: &Entry, url: &url::Url) -> bool {
-    let origin = Origin::of(url);
-    if entry.base_origin.as_ref() == Some(&origin) {
-        return true;
-    }
-    origin.scheme == "https"
-        && origin.port == Some(443)
-        && entry
-            .manifest
-            .allowed_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(&origin.host))
-}
-
-/// Sends a plugin-built request: checks the key placement and the host,
+/// Sends a plugin-built request: checks the host the operator allows
+/// (before the key is anywhere in the request) and the key placement,
 /// injects the key, applies the timeouts, retries a failed connection once.
 async fn send(
     entry: &Entry,
@@ -835,23 +614,19 @@ async fn send(
     key: &Key,
     total: Option<Duration>,
 ) -> Result<reqwest::Response, ProviderError> {
-    let key_index = inject_key(entry, &mut request, key)?;
     let url = url::Url::parse(&request.url).map_err(|e| ProviderError::Plugin {
         provider: entry.id.clone(),
         message: format!("the plugin built an invalid URL: {e}"),
     })?;
-    if !allowed(entry, &url) {
-        let origin = Origin::of(&url);
+    if !entry.hosts.allows(&url) {
+        let host = hosts::Origin::of(&url).to_string();
+        tracing::warn!(provider = %entry.id, plugin = %entry.manifest.id, %host, "plugin request to a host the operator did not allow refused; no key was sent");
         return Err(ProviderError::HostNotAllowed {
             provider: entry.id.clone(),
-            host: format!(
-                "{}://{}{}",
-                origin.scheme,
-                origin.host,
-                origin.port.map(|p| format!(":{p}")).unwrap_or_default()
-            ),
+            host,
         });
     }
+    let key_index = inject_key(entry, &mut request, key)?;
     let mut headers = reqwest::header::HeaderMap::new();
     for (index, (name, value)) in request.headers.iter().enumerate() {
         let header_name =

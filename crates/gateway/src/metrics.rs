@@ -9,6 +9,10 @@ use crate::error::{ErrorKind, ProviderError};
 pub const PROVIDER_LATENCY: &str = "creditgate_provider_request_duration_seconds";
 /// Failed provider calls, by provider and error kind.
 pub const PROVIDER_ERRORS: &str = "creditgate_provider_errors_total";
+/// Plugin calls that panicked (caught), by plugin and provider.
+pub const PLUGIN_PANICS: &str = "creditgate_plugin_panics_total";
+/// Plugin calls over their time limit, by plugin and provider.
+pub const PLUGIN_TIMEOUTS: &str = "creditgate_plugin_timeouts_total";
 
 /// The `kind` label of a provider error.
 pub fn kind_label(kind: ErrorKind) -> &'static str {

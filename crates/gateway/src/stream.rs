@@ -1,18 +1,29 @@
 //! Streamed answers: SSE framing, metering and timeouts.
+//!
+//! The events framed from one chunk of bytes go to the plugin together, in
+//! one plugin call on the blocking pool under the plugin time limit (see
+//! `plugin_call`); the stream reads no more bytes until that call is done.
+//! An error or panic of the plugin on one event ends the stream (the events
+//! before it are kept).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use creditgate_provider_sdk::sse::SseParser;
-use creditgate_provider_sdk::{Provider, StreamEvent as PluginEvent, UsageUpdate};
+use creditgate_provider_sdk::{PluginError, SseEvent, StreamEvent as PluginEvent, UsageUpdate};
 use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 
-use crate::{ProviderError, Usage};
+use crate::{Entry, ProviderError, Usage};
+
+/// What the plugin made of a batch of events: one result per event, up to
+/// and including the first error.
+type Parsed = Result<Vec<Result<Vec<PluginEvent>, PluginError>>, ProviderError>;
+type Parsing = Pin<Box<dyn Future<Output = Parsed> + Send>>;
 
 pub(crate) type ByteSource = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
 
@@ -116,13 +127,13 @@ impl StreamMeter {
 /// closes the upstream connection.
 pub struct ChatStream {
     provider: String,
-    plugin: Arc<dyn Provider>,
+    entry: Arc<Entry>,
     source: Option<ByteSource>,
     parser: SseParser,
+    /// The plugin call parsing the last chunk's events, while it runs.
+    parsing: Option<Parsing>,
     pending: VecDeque<Result<StreamEvent, ProviderError>>,
     meter: StreamMeter,
-    idle: Duration,
-    total: Duration,
     idle_sleep: Pin<Box<Sleep>>,
     total_sleep: Pin<Box<Sleep>>,
     done: bool,
@@ -139,27 +150,19 @@ impl std::fmt::Debug for ChatStream {
 }
 
 impl ChatStream {
-    pub(crate) fn new(
-        provider: String,
-        plugin: Arc<dyn Provider>,
-        source: ByteSource,
-        model: String,
-        idle: Duration,
-        total: Duration,
-        key: crate::Key,
-    ) -> Self {
+    pub(crate) fn new(entry: Arc<Entry>, source: ByteSource, model: String, key: crate::Key) -> Self {
         let meter = StreamMeter::default();
         meter.update(|s| s.model = model);
         let now = Instant::now();
+        let (idle, total) = (entry.timeouts.stream_idle, entry.timeouts.stream_total);
         Self {
-            provider,
-            plugin,
+            provider: entry.id.clone(),
+            entry,
             source: Some(source),
             parser: SseParser::new(),
+            parsing: None,
             pending: VecDeque::new(),
             meter,
-            idle,
-            total,
             idle_sleep: Box::pin(tokio::time::sleep_until(now + idle)),
             total_sleep: Box::pin(tokio::time::sleep_until(now + total)),
             done: false,
@@ -181,8 +184,9 @@ impl ChatStream {
 
     fn finish_reading(&mut self) {
         self.done = true;
-        // Drops the upstream connection.
+        // Drops the upstream connection (and a plugin call in flight).
         self.source = None;
+        self.parsing = None;
     }
 
     fn finished(&mut self) {
@@ -206,26 +210,36 @@ impl ChatStream {
                 return;
             }
         };
-        for event in events {
+        if events.is_empty() {
+            return;
+        }
+        let entry = Arc::clone(&self.entry);
+        self.parsing = Some(Box::pin(async move {
+            crate::plugin_call::call(&entry, "parse_stream_event", move |p| Ok(parse_all(p, &events))).await
+        }));
+    }
+
+    /// Applies what the plugin made of a batch of events.
+    fn on_parsed(&mut self, parsed: Parsed) {
+        let results = match parsed {
+            Ok(results) => results,
+            Err(err) => {
+                self.fail(err);
+                return;
+            }
+        };
+        for result in results {
             if self.done {
                 return;
             }
-            let plugin = Arc::clone(&self.plugin);
-            let parsed =
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plugin.parse_stream_event(&event))) {
-                    Ok(Ok(parsed)) => parsed,
-                    Ok(Err(err)) => {
-                        self.fail(crate::plugin_error(&self.provider, err));
-                        return;
-                    }
-                    Err(payload) => {
-                        self.fail(ProviderError::PluginPanic {
-                            provider: self.provider.clone(),
-                            message: creditgate_provider_sdk::protocol::panic_message(payload.as_ref()),
-                        });
-                        return;
-                    }
-                };
+            let parsed = match result {
+                Ok(parsed) => parsed,
+                Err(err) => {
+                    let err = crate::plugin_call::plugin_error(&self.entry, "parse_stream_event", err);
+                    self.fail(err);
+                    return;
+                }
+            };
             for item in parsed {
                 match item {
                     PluginEvent::TextDelta { text } => {
@@ -249,6 +263,23 @@ impl ChatStream {
     }
 }
 
+/// Parses each event in order (panics caught), stopping at the first error.
+fn parse_all(
+    plugin: &dyn creditgate_provider_sdk::Provider,
+    events: &[SseEvent],
+) -> Vec<Result<Vec<PluginEvent>, PluginError>> {
+    let mut results = Vec::with_capacity(events.len());
+    for event in events {
+        let result = crate::plugin_call::guard(|| plugin.parse_stream_event(event)).and_then(|r| r);
+        let failed = result.is_err();
+        results.push(result);
+        if failed {
+            break;
+        }
+    }
+    results
+}
+
 impl Stream for ChatStream {
     type Item = Result<StreamEvent, ProviderError>;
 
@@ -265,9 +296,22 @@ impl Stream for ChatStream {
                 this.fail(ProviderError::Timeout {
                     provider: this.provider.clone(),
                     what: "total stream time",
-                    after: this.total,
+                    after: this.entry.timeouts.stream_total,
                 });
                 continue;
+            }
+            if let Some(parsing) = this.parsing.as_mut() {
+                match parsing.as_mut().poll(cx) {
+                    Poll::Ready(parsed) => {
+                        this.parsing = None;
+                        this.on_parsed(parsed);
+                        // The plugin's time does not count as upstream silence.
+                        let deadline = Instant::now() + this.entry.timeouts.stream_idle;
+                        this.idle_sleep.as_mut().reset(deadline);
+                        continue;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
             }
             let Some(source) = this.source.as_mut() else {
                 this.done = true;
@@ -275,7 +319,7 @@ impl Stream for ChatStream {
             };
             match source.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(bytes))) => {
-                    let deadline = Instant::now() + this.idle;
+                    let deadline = Instant::now() + this.entry.timeouts.stream_idle;
                     this.idle_sleep.as_mut().reset(deadline);
                     this.on_bytes(&bytes);
                 }
@@ -297,7 +341,7 @@ impl Stream for ChatStream {
                         this.fail(ProviderError::Timeout {
                             provider: this.provider.clone(),
                             what: "no data within the stream idle timeout",
-                            after: this.idle,
+                            after: this.entry.timeouts.stream_idle,
                         });
                         continue;
                     }

@@ -152,10 +152,19 @@ impl AiService {
         key: KeySource,
     ) -> Result<Prepared, AiError> {
         let inner = &self.0;
-        let info = inner
-            .gateway
-            .provider(&provider)
-            .ok_or_else(|| AiError::BadInput(format!("unknown provider `{}`", short(&provider))))?;
+        let info = match inner.gateway.provider(&provider) {
+            Some(info) => info,
+            // Configured by the operator but not served here: not the
+            // caller's mistake.
+            None => match inner.gateway.not_served(&provider) {
+                Some(reason) => {
+                    return Err(AiError::Provider(format!(
+                        "provider `{provider}` is configured but not available on this server: {reason}"
+                    )));
+                }
+                None => return Err(AiError::BadInput(format!("unknown provider `{}`", short(&provider)))),
+            },
+        };
         let model = match model {
             Some(m) => m,
             None => inner

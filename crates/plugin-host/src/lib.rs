@@ -11,7 +11,9 @@
 //!   without the `lib` prefix (`libcreditgate_plugin_openai.so`,
 //!   `creditgate_plugin_openai.dll`); a package named `creditgate-plugin-<id>`
 //!   produces exactly that. Other libraries in the folder (the folder may be
-//!   the executable's own) are logged at debug level and skipped, never opened.
+//!   the executable's own) are never opened; they are listed in
+//!   [`LoadReport::ignored`] and reported in one warning, so a plugin copied
+//!   under a wrong name does not vanish silently.
 //! * **The id comes from the file name** and the manifest must agree. This is
 //!   what lets a configured SHA-256 for plugin `<id>` be checked *before* the
 //!   library is opened, so pinned code never runs unless it matches.
@@ -25,7 +27,8 @@
 //!   destructors or other state; unloading Rust libraries is not sound in
 //!   general).
 //! * **One bad plugin is skipped** with a warning, and listed in
-//!   [`LoadReport::skipped`]; two plugins with one id is an error
+//!   [`LoadReport::skipped`] (the gateway then stops the start unless the
+//!   operator marked it optional); two plugins with one id is an error
 //!   ([`HostError::DuplicateId`]).
 //! * **Panics** in a plugin are caught on its side of the boundary (the SDK's
 //!   export macro) and surface as [`PluginErrorKind::Panic`] errors.
@@ -38,6 +41,8 @@
 //! is outside what it protects against.
 
 #![allow(unsafe_code)]
+
+pub mod kit;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -187,6 +192,19 @@ pub struct LoadReport {
     pub plugins: Vec<Arc<LoadedPlugin>>,
     /// Plugin files refused, with the reason (also logged).
     pub skipped: Vec<(PathBuf, LoadError)>,
+    /// Libraries in the folder not named like a plugin, never opened
+    /// (reported in one warning).
+    pub ignored: Vec<PathBuf>,
+}
+
+/// The file name the host loads for plugin `id` on this platform
+/// (`libcreditgate_plugin_<id>.so` on Linux).
+pub fn expected_file_name(id: &str) -> String {
+    format!(
+        "{}{PLUGIN_FILE_PREFIX}{id}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
 }
 
 /// The plugin id a file name stands for, if it is named like a plugin
@@ -225,6 +243,7 @@ pub fn load_dir(config: &HostConfig) -> Result<LoadReport, HostError> {
         source,
     })?;
     let mut candidates = Vec::new();
+    let mut ignored = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| HostError::ReadDir {
             dir: config.dir.clone(),
@@ -241,13 +260,30 @@ pub fn load_dir(config: &HostConfig) -> Result<LoadReport, HostError> {
         }
         match plugin_id_from_file_name(name) {
             Some(id) => candidates.push((id.to_owned(), path)),
-            None => {
-                tracing::debug!(file = %path.display(), "not named like a creditgate plugin; skipped")
-            }
+            None => ignored.push(path),
         }
     }
     candidates.sort_by(|a, b| a.1.cmp(&b.1));
-    let mut report = LoadReport::default();
+    ignored.sort();
+    let mut report = LoadReport {
+        ignored,
+        ..LoadReport::default()
+    };
+    if !report.ignored.is_empty() {
+        let names: Vec<String> = report
+            .ignored
+            .iter()
+            .take(20)
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        tracing::warn!(
+            dir = %config.dir.display(),
+            count = report.ignored.len(),
+            files = ?names,
+            expected = %expected_file_name("<id>"),
+            "libraries in the plugin folder not named like a creditgate plugin were not loaded"
+        );
+    }
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for (id, path) in candidates {
         if let Some(first) = seen.get(&id) {
@@ -266,7 +302,8 @@ pub fn load_dir(config: &HostConfig) -> Result<LoadReport, HostError> {
                     sdk = %plugin.manifest.sdk_version,
                     sha256 = %plugin.sha256,
                     file = %path.display(),
-                    "provider plugin loaded"
+                    plugin_hosts = ?plugin.manifest.allowed_hosts,
+                    "provider plugin loaded (the hosts it lists are used only where the operator allows them)"
                 );
                 report.plugins.push(Arc::new(plugin));
             }

@@ -56,6 +56,19 @@ fn libraries_not_named_like_plugins_are_not_opened() {
     let report = load_dir(&config(dir.path())).unwrap();
     assert_eq!(report.plugins.len(), 3);
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    // Reported, not silently skipped (the README is not a library).
+    let ignored: Vec<_> = report
+        .ignored
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            common::lib_file("creditgate_testlib_faulty"),
+            common::lib_file("something_else")
+        ]
+    );
 }
 
 #[test]

@@ -97,8 +97,10 @@ pub struct Manifest {
     /// The models served by default (configuration may replace the list for
     /// compatible servers).
     pub models: Vec<ModelInfo>,
-    /// Host names requests may go to over HTTPS. The host of a configured
-    /// base URL is added by the operator's configuration.
+    /// Host names the plugin asks requests to go to over HTTPS. Shown to the
+    /// operator at load; the host uses them only when the operator allows
+    /// it (`allow_plugin_hosts`). Requests may always go to the provider's
+    /// base URL origin. Must include the default base URL's host.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     /// The default base URL, e.g. `https://api.openai.com/v1`.

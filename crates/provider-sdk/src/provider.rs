@@ -10,8 +10,18 @@ use crate::{
 ///
 /// A plugin never does I/O, never sees a key and keeps no per-request state:
 /// the host sends every request, injects the key where the manifest says,
-/// enforces the allowed hosts, owns timeouts, retries and cancellation, and
-/// frames streams. Every method may be called concurrently from many threads.
+/// keeps requests to the hosts the operator allows, owns timeouts, retries
+/// and cancellation, and frames streams. Every method may be called
+/// concurrently from many threads, on a blocking thread pool, under a time
+/// limit per call (the host's `plugin_call_timeout_ms`).
+///
+/// A plugin is trusted native code inside the server process: these rules
+/// bind what the host does for it, not what its own code could do (see the
+/// trust model in `docs/writing-a-provider-plugin.md`).
+///
+/// In a stream, an `Err` from [`Provider::parse_stream_event`] ends the whole
+/// stream; report a provider's own in-stream error as
+/// [`crate::StreamEvent::Error`] instead.
 ///
 /// Panics are caught at the C ABI boundary and reported to the host as a
 /// [`crate::PluginErrorKind::Panic`] error, but a plugin should return errors

@@ -146,10 +146,38 @@ pub struct ConformanceReport {
     pub failures: Vec<String>,
 }
 
-/// A failed conformance run (its Display lists every failure).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{} conformance check(s) failed:\n  - {}", .0.failures.len(), .0.failures.join("\n  - "))]
+/// A failed conformance run. Its `Display` and its `Debug` (what
+/// `.unwrap()` prints) list every failure with how to fix it.
+#[derive(Clone, thiserror::Error)]
+#[error("{} conformance check(s) failed:\n  - {}\n", .0.failures.len(), .0.failures.join("\n  - "))]
 pub struct ConformanceFailure(pub ConformanceReport);
+
+impl fmt::Debug for ConformanceFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\n{self}")
+    }
+}
+
+/// How to fix a failed check, by the check's name.
+fn hint(name: &str) -> &'static str {
+    if name.starts_with("manifest") {
+        "fix manifest(): an id of a-z, 0-9 and _, a name, a version, at least one model with a context window, an https default_base_url whose host is in allowed_host(...)"
+    } else if name.starts_with("request") || name.starts_with("validate-key") {
+        "build every URL with ctx.url(\"/path\") (operators change the base URL), put KEY_PLACEHOLDER exactly where the manifest's key() says and nowhere else, send the model (in the URL or the body), every message and max_output_tokens, and set no host/content-length/connection header"
+    } else if name.starts_with("recorded request") {
+        "make build_chat_request produce the recorded body (compare the two JSON values printed above)"
+    } else if name.starts_with("response") {
+        "parse_chat_response must return the answer's text and the usage as the provider bills it (input_tokens = all input, output_tokens = all output)"
+    } else if name.starts_with("stream") {
+        "parse_stream_event must turn each event into TextDelta, Usage (each given field replaces the running value) and finally Done; keep-alives and unknown events give an empty list; an Err ends the whole stream"
+    } else if name.starts_with("error") || name.starts_with("status-only") {
+        "classify_error must not fail: read the provider's error body when it is JSON, else classify from the status (401/403 Auth, 429 RateLimit, 5xx Overloaded)"
+    } else if name.starts_with("garbage") {
+        "return Err(PluginError::parse(...)) for bodies that are not the provider's JSON; never unwrap or index into untrusted JSON"
+    } else {
+        "see docs/writing-a-provider-plugin.md"
+    }
+}
 
 impl ConformanceReport {
     /// `Ok(self)` when nothing failed.
@@ -165,7 +193,9 @@ impl ConformanceReport {
         let name = name.into();
         match result {
             Ok(()) => self.passed.push(name),
-            Err(problem) => self.failures.push(format!("{name}: {problem}")),
+            Err(problem) => self
+                .failures
+                .push(format!("{name}: {problem}\n      fix: {}", hint(&name))),
         }
     }
 }
@@ -617,8 +647,11 @@ fn check_chat_body(req: &HttpRequest, request: &ChatRequest) -> Result<(), Strin
     let mut strings = Vec::new();
     let mut numbers = Vec::new();
     collect(&value, &mut strings, &mut numbers);
-    if !strings.iter().any(|s| s == &request.model) {
-        return Err(format!("the body does not name the model {:?}", request.model));
+    if !strings.iter().any(|s| s == &request.model) && !req.url.contains(&request.model) {
+        return Err(format!(
+            "neither the URL nor the body names the model {:?}",
+            request.model
+        ));
     }
     for message in &request.messages {
         if !strings.iter().any(|s| s.contains(&message.content)) {

@@ -318,6 +318,19 @@ pub struct UsageUpdate {
     pub reasoning_tokens: Option<u64>,
 }
 
+impl From<Usage> for UsageUpdate {
+    /// An update giving every field of a complete usage (totals and parts).
+    fn from(usage: Usage) -> Self {
+        Self {
+            input_tokens: Some(usage.input_tokens),
+            output_tokens: Some(usage.output_tokens),
+            cached_input_tokens: Some(usage.cached_input_tokens),
+            cache_write_tokens: Some(usage.cache_write_tokens),
+            reasoning_tokens: Some(usage.reasoning_tokens),
+        }
+    }
+}
+
 impl UsageUpdate {
     /// Replaces each field this update gives.
     pub fn apply(&mut self, update: &UsageUpdate) {

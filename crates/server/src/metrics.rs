@@ -94,6 +94,14 @@ fn describe() {
         creditgate_gateway::metrics::PROVIDER_ERRORS,
         "Failed provider calls by provider and error kind."
     );
+    describe_counter!(
+        creditgate_gateway::metrics::PLUGIN_PANICS,
+        "Provider plugin calls that panicked (caught; the request failed), by plugin and provider."
+    );
+    describe_counter!(
+        creditgate_gateway::metrics::PLUGIN_TIMEOUTS,
+        "Provider plugin calls over their time limit (the request failed), by plugin and provider."
+    );
     describe_gauge!(
         HOLDS_OPEN,
         "Open holds (credit reservations of AI calls in flight), all replicas."
