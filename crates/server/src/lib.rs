@@ -4,7 +4,9 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+mod console;
 pub mod cors;
+mod dev_token;
 mod graphql_http;
 pub mod housekeeping;
 pub mod metrics;
