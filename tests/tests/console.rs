@@ -171,6 +171,15 @@ impl Browser {
         }
     }
 
+    /// Waits until a script returns true.
+    async fn wait_until(&self, what: &str, js: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.script(js).await != json!(true) {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn wait_gone(&self, css: &str) {
         let deadline = Instant::now() + WAIT;
         while self.client.find(Locator::Css(css)).await.is_ok() {
@@ -375,10 +384,12 @@ async fn a_member_follows_the_help_page() {
     let balance = shown(entry["balanceAfter"].as_str().unwrap());
     b.wait_text(&format!("{first} [data-field=balanceAfter]"), "the balance", |t| t == balance).await;
     // A request made elsewhere arrives live, on top.
-    let other = run_ai(app, &alice, "plan the next sprint").await;
+    run_ai(app, &alice, "plan the next sprint").await;
+    let other = last_entry(app, &alice).await;
     let live_row = b
         .wait_text("[data-table=activity] tbody tr:first-child", "the new row", |t| !t.is_empty())
         .await;
+    b.assert_no_errors("before the live row").await;
     let deadline = Instant::now() + WAIT;
     loop {
         let top = b.find("[data-table=activity] tbody tr:first-child").await;
@@ -477,7 +488,11 @@ async fn an_admin_sees_the_usage_chart_and_per_user_table() {
     b.shot("usage").await;
     b.phone_shot("usage-360").await;
     b.select("select[name=granularity]", "MONTH").await;
-    b.wait_text("svg[data-chart=trend] title", "months", |t| t.contains("per month")).await;
+    b.wait_until(
+        "the chart by month",
+        "const t = document.querySelector('svg[data-chart=trend] title'); return !!t && t.textContent.includes('per month')",
+    )
+    .await;
     b.assert_no_errors("usage").await;
     // A member who opens the address sees why there is nothing.
     let m = Browser::open(app.url("")).await;

@@ -138,9 +138,11 @@ async function start() {
   );
   store.realtime.subscribe(`subscription { walletUpdated { ${WALLET_FIELDS} } }`, {}, {
     next: (d) => setWallet(d.walletUpdated),
+    error: (e) => console.error('walletUpdated failed', e.code, e.message),
   });
   store.realtime.subscribe(`subscription { activityAdded { ${ENTRY_FIELDS} } }`, {}, {
     next: (d) => addEntry(d.activityAdded),
+    error: (e) => console.error('activityAdded failed', e.code, e.message),
   });
   renderNav();
   showRoute();

@@ -6,6 +6,7 @@
 import { h, fill, field } from '../dom.js';
 import { gql, errorBox } from '../api.js';
 import { dateTime } from '../format.js';
+import { setWallet, WALLET_FIELDS } from '../store.js';
 
 export function byokView(section) {
   const notice = h('div', { 'aria-live': 'polite' });
@@ -57,6 +58,17 @@ export function byokView(section) {
     keyForm,
     settingsForm,
   );
+
+  // A key changes how AI is paid (the wallet's billingMode) without
+  // changing the wallet, so no walletUpdated event comes: read it again.
+  const refreshWallet = async () => {
+    try {
+      const data = await gql(`{ wallet { ${WALLET_FIELDS} } }`);
+      setWallet(data.wallet);
+    } catch {
+      // The next walletUpdated brings it.
+    }
+  };
 
   const renderKeys = () => {
     if (!saved.length) {
@@ -122,6 +134,7 @@ export function byokView(section) {
       const k = data.setByokKey;
       saved = [...saved.filter((x) => x.provider !== k.provider), k];
       renderKeys();
+      refreshWallet();
       fill(notice, h('div', { class: 'alert success', role: 'status', 'data-result': 'saved' }, h('p', {}, `Key saved (${k.hint}). Your requests to this provider now use it and cost no credits.`)));
     } catch (e) {
       fill(notice, errorBox(e));
@@ -136,6 +149,7 @@ export function byokView(section) {
       await gql('mutation($p: String!) { removeByokKey(provider: $p) }', { p: id });
       saved = saved.filter((k) => k.provider !== id);
       renderKeys();
+      refreshWallet();
       fill(notice, h('div', { class: 'alert success', role: 'status' }, h('p', {}, `The ${name} key was removed; requests to ${name} are paid with credits again.`)));
     } catch (e) {
       fill(notice, errorBox(e));
@@ -151,6 +165,7 @@ export function byokView(section) {
         p: preferred.value || null,
         f: fallback.checked,
       });
+      refreshWallet();
       fill(notice, h('div', { class: 'alert success', role: 'status' }, h('p', {}, 'Settings saved.')));
     } catch (e) {
       fill(notice, errorBox(e));
