@@ -84,12 +84,14 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let driver = std::process::Command::new(std::env::var("CREDITGATE_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver (apt-get install -y chromium-driver)");
+        let driver = std::process::Command::new(
+            std::env::var("CREDITGATE_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()),
+        )
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver (apt-get install -y chromium-driver)");
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
@@ -221,13 +223,25 @@ impl Browser {
     }
 
     async fn phone_shot(&self, name: &str) {
+        self.phone_shot_at(name, None).await;
+    }
+
+    /// At 360 px, with `css` scrolled into view when given.
+    async fn phone_shot_at(&self, name: &str, css: Option<&str>) {
         self.client.set_window_size(360, 780).await.unwrap();
+        if let Some(css) = css {
+            self.script(&format!(
+                "document.querySelector({css:?}).scrollIntoView({{block: 'end'}}); return true"
+            ))
+            .await;
+        }
         self.shot(name).await;
         let overflow = self
             .script("return document.documentElement.scrollWidth > document.documentElement.clientWidth + 1")
             .await;
         assert_eq!(overflow, json!(false), "{name}: the page scrolls sideways at 360 px");
         self.client.set_window_size(1280, 900).await.unwrap();
+        self.script("window.scrollTo(0, 0); return true").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -276,7 +290,9 @@ async fn start_app(extra: &str) -> (OpenAiApp, MockServer) {
             .and(path("/v1/chat/completions"))
             .and(header("authorization", format!("Bearer {key}").as_str()))
             .and(body_partial_json(json!({"stream": true})))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(openai_fixture("chat-stream.sse"), "text/event-stream"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(openai_fixture("chat-stream.sse"), "text/event-stream"),
+            )
             .with_priority(1)
             .mount(&mock)
             .await;
@@ -328,66 +344,105 @@ async fn a_member_follows_the_help_page() {
     );
 
     // Settings › AI › Wallet.
-    b.wait_text("[data-field=monthlyBalance]", "the allocation", |t| t == "100").await;
-    b.wait_text("[data-field=permanentBalance]", "no permanent credits", |t| t == "0").await;
-    assert_eq!(b.find("[data-field=monthlyAllocation]").await.text().await.unwrap(), "100");
+    b.wait_text("[data-field=monthlyBalance]", "the allocation", |t| t == "100")
+        .await;
+    b.wait_text("[data-field=permanentBalance]", "no permanent credits", |t| t == "0")
+        .await;
+    assert_eq!(
+        b.find("[data-field=monthlyAllocation]").await.text().await.unwrap(),
+        "100"
+    );
     b.wait_text("[data-field=available]", "available", |t| t == "100").await;
-    b.wait_text("[data-field=billingMode]", "credits", |t| t.contains("With credits")).await;
-    b.wait_text("[data-field=cycleEnd]", "the reset", |t| t.starts_with("Resets in")).await;
+    b.wait_text("[data-field=billingMode]", "credits", |t| t.contains("With credits"))
+        .await;
+    b.wait_text("[data-field=cycleEnd]", "the reset", |t| t.starts_with("Resets in"))
+        .await;
     b.shot("wallet").await;
     b.phone_shot("wallet-360").await;
     b.assert_no_errors("wallet").await;
 
     // A grant made elsewhere shows up live.
     app.grant("alice", "25", "console-grant").await.data();
-    b.wait_text("[data-field=permanentBalance]", "25 permanent credits", |t| t == "25").await;
+    b.wait_text("[data-field=permanentBalance]", "25 permanent credits", |t| t == "25")
+        .await;
 
     // Click Buy Credits, select a pack, complete the purchase (dev payments).
     b.click("a.button[href=\"#/buy\"]").await;
     b.find("button[data-pack=starter]").await;
-    b.wait_text("[data-table=purchases], .empty", "no purchases", |t| t.contains("No purchases")).await;
+    b.wait_text("[data-table=purchases], .empty", "no purchases", |t| {
+        t.contains("No purchases")
+    })
+    .await;
     b.shot("buy-credits").await;
     b.phone_shot("buy-credits-360").await;
     b.click("button[data-pack=starter]").await;
-    b.wait_text("[data-purchase-result=COMPLETED]", "the purchase", |t| t.contains("500 credits")).await;
-    b.wait_text("[data-table=purchases] tbody tr [data-status]", "a completed row", |t| t == "Completed").await;
+    b.wait_text("[data-purchase-result=COMPLETED]", "the purchase", |t| {
+        t.contains("500 credits")
+    })
+    .await;
+    b.wait_text(
+        "[data-table=purchases] tbody tr [data-status]",
+        "a completed row",
+        |t| t == "Completed",
+    )
+    .await;
     b.shot("buy-credits-done").await;
 
     // Back to the wallet: the permanent balance grew, without a reload.
     b.open_view("wallet").await;
-    b.wait_text("[data-field=permanentBalance]", "525 permanent credits", |t| t == "525").await;
-    assert_eq!(b.script("return window.__sameDocument === 'yes'").await, json!(true), "no reload");
+    b.wait_text("[data-field=permanentBalance]", "525 permanent credits", |t| t == "525")
+        .await;
+    assert_eq!(
+        b.script("return window.__sameDocument === 'yes'").await,
+        json!(true),
+        "no reload"
+    );
+    b.shot("wallet-after-purchase").await;
     b.assert_no_errors("buying credits").await;
 
     // Try AI: a feature, a prompt, the estimate, a streamed run, its charge.
     b.open_view("try").await;
     b.select("select[name=feature]", "CHAT").await;
     b.type_into("textarea[name=prompt]", "summarize the sprint").await;
-    b.wait_text("[data-field=estimate]", "the estimate", |t| t.starts_with("At most")).await;
+    b.wait_text("[data-field=estimate]", "the estimate", |t| t.starts_with("At most"))
+        .await;
     b.shot("try-ai").await;
     b.click("form button[type=submit]").await;
     let charged_el = b.find("[data-field=charge] [data-charged]").await;
     let charged = charged_el.attr("data-charged").await.unwrap().unwrap();
     assert_eq!(charged_el.attr("data-mode").await.unwrap().as_deref(), Some("CREDITS"));
     assert_ne!(charged, "0");
-    let answer = b.wait_text("[data-field=answer]", "the streamed answer", |t| !t.is_empty()).await;
+    let answer = b
+        .wait_text("[data-field=answer]", "the streamed answer", |t| !t.is_empty())
+        .await;
     assert!(answer.contains("summarize the sprint"), "{answer}");
     let entry = last_entry(app, &alice).await;
     assert_eq!(entry["creditsConsumed"], charged.as_str());
     b.shot("try-ai-result").await;
-    b.phone_shot("try-ai-360").await;
+    b.phone_shot_at("try-ai-360", Some("[data-field=charge]")).await;
 
     // Its row in Activity, with the running balance.
     b.open_view("activity").await;
-    let first = format!("[data-table=activity] tbody tr[data-entry=\"{}\"]", entry["id"].as_str().unwrap());
-    b.wait_text(&format!("{first} [data-field=creditsConsumed]"), "the charge", |t| t == shown(&charged)).await;
+    let first = format!(
+        "[data-table=activity] tbody tr[data-entry=\"{}\"]",
+        entry["id"].as_str().unwrap()
+    );
+    b.wait_text(&format!("{first} [data-field=creditsConsumed]"), "the charge", |t| {
+        t == shown(&charged)
+    })
+    .await;
     let balance = shown(entry["balanceAfter"].as_str().unwrap());
-    b.wait_text(&format!("{first} [data-field=balanceAfter]"), "the balance", |t| t == balance).await;
+    b.wait_text(&format!("{first} [data-field=balanceAfter]"), "the balance", |t| {
+        t == balance
+    })
+    .await;
     // A request made elsewhere arrives live, on top.
     run_ai(app, &alice, "plan the next sprint").await;
     let other = last_entry(app, &alice).await;
     let live_row = b
-        .wait_text("[data-table=activity] tbody tr:first-child", "the new row", |t| !t.is_empty())
+        .wait_text("[data-table=activity] tbody tr:first-child", "the new row", |t| {
+            !t.is_empty()
+        })
         .await;
     b.assert_no_errors("before the live row").await;
     let deadline = Instant::now() + WAIT;
@@ -405,7 +460,12 @@ async fn a_member_follows_the_help_page() {
     b.select("select[name=kind]", "PURCHASE").await;
     b.click("form.filters button[type=submit]").await;
     b.wait_gone("[data-table=activity] tbody tr[data-kind=AI_USAGE]").await;
-    b.wait_text("[data-table=activity] tbody tr[data-kind=PURCHASE]", "the purchase", |t| t.contains("Credits bought")).await;
+    b.wait_text(
+        "[data-table=activity] tbody tr[data-kind=PURCHASE]",
+        "the purchase",
+        |t| t.contains("Credits bought"),
+    )
+    .await;
     b.assert_no_errors("activity").await;
 
     // BYOK: a refused key says why; a saved key shows only its hint.
@@ -413,11 +473,20 @@ async fn a_member_follows_the_help_page() {
     b.select("select[name=provider]", "openai").await;
     b.type_into("input[name=apiKey]", "sk-wrong-key-000000000").await;
     b.click("form button.primary[type=submit]").await;
-    b.wait_text("[data-code=BYOK_KEY_INVALID]", "the refusal", |t| t.contains("refused")).await;
-    assert_eq!(b.value_of("input[name=apiKey]").await, "", "a refused key is not kept either");
+    b.wait_text("[data-code=BYOK_KEY_INVALID]", "the refusal", |t| t.contains("refused"))
+        .await;
+    assert_eq!(
+        b.value_of("input[name=apiKey]").await,
+        "",
+        "a refused key is not kept either"
+    );
     b.type_into("input[name=apiKey]", ALICE_KEY).await;
     b.click("form button.primary[type=submit]").await;
-    let hint = b.wait_text("[data-key=openai] [data-field=hint]", "the hint", |t| t.ends_with("7f3e")).await;
+    let hint = b
+        .wait_text("[data-key=openai] [data-field=hint]", "the hint", |t| {
+            t.ends_with("7f3e")
+        })
+        .await;
     assert!(!hint.contains("SECRET"), "{hint}");
     assert_eq!(b.value_of("input[name=apiKey]").await, "");
     let kept = b
@@ -425,33 +494,59 @@ async fn a_member_follows_the_help_page() {
             "const k = {ALICE_KEY:?}; return [document.documentElement.outerHTML.includes(k), JSON.stringify(sessionStorage).includes(k), JSON.stringify(localStorage).includes(k), Array.from(document.querySelectorAll('input')).some(i => i.value.includes(k))]"
         ))
         .await;
-    assert_eq!(kept, json!([false, false, false, false]), "the key is gone from the page");
-    b.wait_text("[data-key=openai] [data-field=lastUsedAt]", "unused", |t| t == "not used yet").await;
+    assert_eq!(
+        kept,
+        json!([false, false, false, false]),
+        "the key is gone from the page"
+    );
+    b.wait_text("[data-key=openai] [data-field=lastUsedAt]", "unused", |t| {
+        t == "not used yet"
+    })
+    .await;
     b.shot("byok").await;
     b.phone_shot("byok-360").await;
 
     // The wallet says AI is paid through the key; a run costs no credits.
     b.open_view("wallet").await;
-    b.wait_text("[data-field=billingMode]", "BYOK", |t| t.contains("With your own key")).await;
+    b.wait_text("[data-field=billingMode]", "BYOK", |t| t.contains("With your own key"))
+        .await;
     let before = app.wallet(&alice).await;
     b.open_view("try").await;
     b.type_into("textarea[name=prompt]", "hello through my key").await;
-    b.wait_text("[data-field=estimate]", "the BYOK estimate", |t| t.starts_with("Paid with your own key")).await;
+    b.wait_text("[data-field=estimate]", "the BYOK estimate", |t| {
+        t.starts_with("Paid with your own key")
+    })
+    .await;
     b.click("form button[type=submit]").await;
     let result = b.find("[data-field=charge] [data-charged]").await;
     assert_eq!(result.attr("data-mode").await.unwrap().as_deref(), Some("BYOK"));
     assert_eq!(result.attr("data-charged").await.unwrap().as_deref(), Some("0"));
-    b.wait_text("[data-field=charge]", "the provider", |t| t.contains("openai/")).await;
-    assert_eq!(app.wallet(&alice).await["available"], before["available"], "nothing charged");
+    b.wait_text("[data-field=charge]", "the provider", |t| t.contains("openai/"))
+        .await;
+    assert_eq!(
+        app.wallet(&alice).await["available"],
+        before["available"],
+        "nothing charged"
+    );
     b.open_view("byok").await;
-    b.wait_text("[data-key=openai] [data-field=lastUsedAt]", "its last use", |t| t.starts_with("last used")).await;
+    b.wait_text("[data-key=openai] [data-field=lastUsedAt]", "its last use", |t| {
+        t.starts_with("last used")
+    })
+    .await;
 
     // Remove it: back to credits.
     b.click("[data-key=openai] button.danger").await;
     b.wait_gone("[data-key=openai]").await;
     b.open_view("wallet").await;
-    b.wait_text("[data-field=billingMode]", "credits again", |t| t.contains("With credits")).await;
-    assert_eq!(b.script("return window.__sameDocument === 'yes'").await, json!(true), "no reload");
+    b.wait_text("[data-field=billingMode]", "credits again", |t| {
+        t.contains("With credits")
+    })
+    .await;
+    assert_eq!(
+        b.script("return window.__sameDocument === 'yes'").await,
+        json!(true),
+        "no reload"
+    );
     b.assert_no_errors("byok").await;
 }
 
@@ -470,15 +565,26 @@ async fn an_admin_sees_the_usage_chart_and_per_user_table() {
     b.sign_in("ada", "acme", "admin", "Ada").await;
     b.open_view("usage").await;
     b.find("svg[data-chart=trend] rect.bar-rect").await;
-    b.wait_text("[data-totals] [data-field=requests]", "three requests", |t| t == "3").await;
-    let rows = b.client.find_all(Locator::Css("[data-table=per-user] tbody tr")).await.unwrap();
+    b.wait_text("[data-totals] [data-field=requests]", "three requests", |t| t == "3")
+        .await;
+    let rows = b
+        .client
+        .find_all(Locator::Css("[data-table=per-user] tbody tr"))
+        .await
+        .unwrap();
     let mut users = Vec::new();
     for r in &rows {
         users.push(r.attr("data-user").await.unwrap().unwrap_or_default());
     }
     assert_eq!(users, ["alice", "bob"], "most credits first");
-    b.wait_text("[data-table=per-user] tr[data-user=alice]", "Alice's requests", |t| t.contains("alice name")).await;
-    b.wait_text("[data-table=by-feature] tr[data-feature=CHAT]", "chat", |t| t.contains("Chat")).await;
+    b.wait_text("[data-table=per-user] tr[data-user=alice]", "Alice's requests", |t| {
+        t.contains("alice name")
+    })
+    .await;
+    b.wait_text("[data-table=by-feature] tr[data-feature=CHAT]", "chat", |t| {
+        t.contains("Chat")
+    })
+    .await;
     let bars = b
         .script("return Array.from(document.querySelectorAll('svg[data-chart=trend] rect.bar-rect')).map(r => r.getAttribute('data-credits'))")
         .await;
@@ -486,6 +592,10 @@ async fn an_admin_sees_the_usage_chart_and_per_user_table() {
     assert_eq!(bars.len(), 30, "one bar per day of the last 30 days");
     assert!(bars.iter().any(|c| c != "0"), "today's bar shows the usage: {bars:?}");
     b.shot("usage").await;
+    b.script("document.querySelector('svg[data-chart=trend]').scrollIntoView({block: 'center'}); return true")
+        .await;
+    b.shot("usage-chart").await;
+    b.script("window.scrollTo(0, 0); return true").await;
     b.phone_shot("usage-360").await;
     b.select("select[name=granularity]", "MONTH").await;
     b.wait_until(
@@ -498,7 +608,10 @@ async fn an_admin_sees_the_usage_chart_and_per_user_table() {
     let m = Browser::open(app.url("")).await;
     m.sign_in("carl", "acme", "member", "Carl").await;
     m.goto("/#/usage").await;
-    m.wait_text("section[data-view=usage] .empty", "the refusal", |t| t.contains("Only administrators")).await;
+    m.wait_text("section[data-view=usage] .empty", "the refusal", |t| {
+        t.contains("Only administrators")
+    })
+    .await;
     m.assert_no_errors("member usage").await;
 }
 
@@ -514,9 +627,11 @@ async fn running_out_of_credits_offers_buy_credits() {
     b.open_view("try").await;
     b.type_into("textarea[name=prompt]", "one more").await;
     b.click("form button[type=submit]").await;
-    b.wait_text("[data-field=charge] [data-code=INSUFFICIENT_CREDITS]", "the words", |t| {
-        t.contains("not have enough credits")
-    })
+    b.wait_text(
+        "[data-field=charge] [data-code=INSUFFICIENT_CREDITS]",
+        "the words",
+        |t| t.contains("not have enough credits"),
+    )
     .await;
     b.click("[data-field=charge] a.button[href=\"#/buy\"]").await;
     b.find("button[data-pack=starter]").await;
@@ -532,7 +647,13 @@ async fn the_console_is_served_with_a_strict_policy() {
     let h = page.headers().clone();
     assert_eq!(h["content-type"], "text/html; charset=utf-8");
     let csp = h["content-security-policy"].to_str().unwrap().to_owned();
-    for part in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'self'"] {
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'self'",
+    ] {
         assert!(csp.contains(part), "{csp}");
     }
     assert!(!csp.contains("unsafe"), "{csp}");
@@ -542,7 +663,13 @@ async fn the_console_is_served_with_a_strict_policy() {
     assert!(body.contains("<meta name=\"creditgate-sign-in\" content=\"development\">"));
     assert!(!body.contains("<script>") && !body.contains("style="), "nothing inline");
     let etag = h["etag"].clone();
-    let again = app.http.get(app.url("/")).header("if-none-match", etag).send().await.unwrap();
+    let again = app
+        .http
+        .get(app.url("/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 304);
     for (file, kind) in [
         ("/console/main.js", "text/javascript; charset=utf-8"),
@@ -551,10 +678,18 @@ async fn the_console_is_served_with_a_strict_policy() {
         ("/console/icon.svg", "image/svg+xml"),
     ] {
         let r = app.http.get(app.url(file)).send().await.unwrap();
-        assert_eq!((r.status().as_u16(), r.headers()["content-type"].to_str().unwrap()), (200, kind), "{file}");
+        assert_eq!(
+            (r.status().as_u16(), r.headers()["content-type"].to_str().unwrap()),
+            (200, kind),
+            "{file}"
+        );
     }
     for missing in ["/console/nope.js", "/console/../Cargo.toml", "/console/index.html"] {
-        assert_eq!(app.http.get(app.url(missing)).send().await.unwrap().status(), 404, "{missing}");
+        assert_eq!(
+            app.http.get(app.url(missing)).send().await.unwrap().status(),
+            404,
+            "{missing}"
+        );
     }
 }
 
@@ -563,11 +698,19 @@ async fn the_console_is_served_with_a_strict_policy() {
 async fn development_sign_in_mints_a_token() {
     let app = TestApp::new(Backend::Sqlite).await;
     let mint = |body: Value| app.http.post(app.url("/dev/token")).json(&body).send();
-    let r = mint(json!({"sub": "ada", "org": "acme", "role": "admin", "name": "Ada", "team": "core"})).await.unwrap();
+    let r = mint(json!({"sub": "ada", "org": "acme", "role": "admin", "name": "Ada", "team": "core"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
-    let me = app.gql(Some(&token), "{ me { id role name team organization { id } } }", json!({})).await;
+    let me = app
+        .gql(
+            Some(&token),
+            "{ me { id role name team organization { id } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(
         me.data()["me"],
         json!({"id": "ada", "role": "ADMIN", "name": "Ada", "team": "core", "organization": {"id": "acme"}})

@@ -222,9 +222,16 @@ mod tests {
             let text = std::str::from_utf8(a.body).unwrap();
             for line in text.lines().filter(|l| l.starts_with("import ")) {
                 let spec = line.rsplit_once(" from ").map_or(line, |(_, s)| s);
-                let spec = spec.trim().trim_end_matches(';').trim_matches(|c| c == '"' || c == '\'');
+                let spec = spec
+                    .trim()
+                    .trim_end_matches(';')
+                    .trim_matches(|c| c == '"' || c == '\'');
                 let base = a.path.rsplit_once('/').map_or("", |(dir, _)| dir);
-                let mut parts: Vec<&str> = if base.is_empty() { vec![] } else { base.split('/').collect() };
+                let mut parts: Vec<&str> = if base.is_empty() {
+                    vec![]
+                } else {
+                    base.split('/').collect()
+                };
                 for seg in spec.split('/') {
                     match seg {
                         "." => {}

@@ -66,7 +66,11 @@ async fn mint(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
     if !json_body {
         return refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json");
     }

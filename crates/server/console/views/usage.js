@@ -32,13 +32,20 @@ function totalsCells(t) {
   ];
 }
 
+/** The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `v`. */
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 2.5, 5, 10].map((m) => m * p).find((m) => m >= v);
+}
+
 /** A bar chart of credits per bucket, drawn as SVG. */
 export function chart(trend, granularity) {
   const width = 640;
   const height = 220;
   const pad = { top: 12, right: 8, bottom: 28, left: 48 };
   const values = trend.map((p) => Number(p.totals.credits));
-  const max = Math.max(1, ...values);
+  const max = niceMax(Math.max(0, ...values));
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
   const step = innerW / Math.max(1, trend.length);
@@ -66,7 +73,7 @@ export function chart(trend, granularity) {
       const y = pad.top + innerH * (1 - f);
       return [
         s('line', { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: 'grid-line' }),
-        s('text', { x: pad.left - 6, y: y + 4, 'text-anchor': 'end', class: 'axis' }, String(Math.round(max * f * 100) / 100)),
+        s('text', { x: pad.left - 6, y: y + 4, 'text-anchor': 'end', class: 'axis' }, String(Math.round(max * f * 1000) / 1000)),
       ];
     }),
     trend.map((p, i) => {
