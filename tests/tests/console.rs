@@ -813,3 +813,115 @@ async fn a_token_in_the_fragment_signs_in_and_leaves_the_address() {
     assert!(!href.as_str().unwrap().contains("token"), "{href}");
     b.assert_no_errors("fragment sign-in").await;
 }
+
+const WEBHOOK_SECRET: &str = "whsec_console_0123456789abcdef";
+
+/// With Stripe, Buy Credits sends the user to the checkout; back in the
+/// console (the success URL), the purchase is shown, waiting for the
+/// payment, then completed when Stripe's webhook arrives, without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buying_with_stripe_goes_to_the_checkout_and_shows_the_purchase_on_return() {
+    use creditgate_domain::Clock;
+    use hmac::{Hmac, Mac};
+
+    let stripe = MockServer::start().await;
+    let checkout_base = stripe.uri();
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .respond_with(move |req: &wiremock::Request| {
+            let body = String::from_utf8_lossy(&req.body).into_owned();
+            let purchase = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("client_reference_id="))
+                .unwrap_or_default()
+                .to_owned();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "id": format!("cs_{purchase}"),
+                "object": "checkout.session",
+                "url": format!("{checkout_base}/checkout/cs_{purchase}"),
+                "payment_intent": null,
+            }))
+        })
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex("^/checkout/"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            "<!doctype html><html><head><link rel=\"icon\" href=\"data:,\"><title>Checkout</title></head><body><h1>Pay with Stripe (test)</h1></body></html>",
+            "text/html",
+        ))
+        .mount(&stripe)
+        .await;
+    let (env, _mock) = start_app(&format!(
+        r#"
+[payments]
+provider = "stripe"
+[payments.stripe]
+api_base = "{}"
+secret_key = "sk_test_creditgate"
+webhook_secret = "{WEBHOOK_SECRET}"
+success_url = "https://console.example.com/#/buy?purchase={{PURCHASE_ID}}"
+cancel_url = "https://console.example.com/#/buy"
+"#,
+        stripe.uri()
+    ))
+    .await;
+    let app = &env.app;
+    let b = Browser::open(app.url("")).await;
+    b.sign_in("fay", "acme", "member", "Fay").await;
+    b.open_view("buy").await;
+    b.click("button[data-pack=starter]").await;
+    b.wait_text("h1", "the checkout", |t| t.contains("Pay with Stripe"))
+        .await;
+    let fay = app.member("fay", "acme");
+    let purchases = app
+        .gql(Some(&fay), "{ purchases { id status } }", json!({}))
+        .await
+        .data()["purchases"]
+        .clone();
+    assert_eq!(purchases[0]["status"], "PENDING");
+    let id = purchases[0]["id"].as_str().unwrap().to_owned();
+
+    // Stripe sends the user back: the tab still holds the session.
+    b.goto(&format!("/#/buy?purchase={id}")).await;
+    b.wait_text("[data-purchase-result=PENDING]", "waiting", |t| {
+        t.contains("waiting for the payment")
+    })
+    .await;
+    b.shot("buy-credits-stripe-pending").await;
+    let event = json!({
+        "id": "evt_console_1", "object": "event", "type": "checkout.session.completed", "livemode": false,
+        "data": {"object": {
+            "id": format!("cs_{id}"), "object": "checkout.session", "client_reference_id": id,
+            "metadata": {"purchase_id": id}, "payment_status": "paid", "payment_intent": format!("pi_{id}"),
+            "amount_total": 500, "currency": "usd",
+        }}
+    })
+    .to_string();
+    let t = app.clock.now().timestamp();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.{event}").as_bytes());
+    let signature = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
+    let delivered = app
+        .http
+        .post(app.url("/webhooks/stripe"))
+        .header("content-type", "application/json")
+        .header("Stripe-Signature", signature)
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivered.status(), 200);
+    b.wait_text("[data-purchase-result=COMPLETED]", "the completed purchase", |t| {
+        t.contains("500 credits")
+    })
+    .await;
+    b.wait_text("[data-table=purchases] tbody tr [data-status]", "completed", |t| {
+        t == "Completed"
+    })
+    .await;
+    b.open_view("wallet").await;
+    b.wait_text("[data-field=permanentBalance]", "500 permanent credits", |t| t == "500")
+        .await;
+    b.assert_no_errors("stripe").await;
+}
