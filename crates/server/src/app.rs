@@ -170,6 +170,8 @@ impl App {
             .route("/webhooks/stripe", axum::routing::post(crate::webhooks::stripe_webhook))
             .merge(crate::openai_compat::routes())
             .merge(crate::exports::routes())
+            .merge(crate::console::routes(&self.config))
+            .merge(crate::dev_token::routes(&self.config))
             .merge(self.public_metrics_route())
             .layer(RequestBodyLimitLayer::new(self.config.limits.body_bytes))
             .layer(CatchPanicLayer::new())

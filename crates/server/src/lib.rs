@@ -4,8 +4,10 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+mod console;
 pub mod cors;
 mod exports;
+mod dev_token;
 mod graphql_http;
 pub mod housekeeping;
 pub mod metrics;
