@@ -68,7 +68,10 @@ fn range() -> Value {
 }
 
 async fn per_team_numbers_are_the_sums_of_their_members(backend: Backend) {
-    let (env, _mock) = env(backend).await;
+    // 0.2 monthly credits: beyond them requests are paid from permanent credits.
+    let mock = mock_openai(&[PLATFORM_KEY, BEN_KEY], None).await;
+    let plans = "[[plans]]\nid = \"free\"\nname = \"Free\"\nmonthly_credits_per_user = \"0.2\"\n";
+    let env = OpenAiApp::start(backend, &mock, PLATFORM_KEY, plans).await;
     let app = &env.app;
     let members = [
         ("ann", Some("red")),
@@ -78,6 +81,8 @@ async fn per_team_numbers_are_the_sums_of_their_members(backend: Backend) {
     ];
     for (i, (who, team)) in members.iter().enumerate() {
         let t = token(app, who, "acme", Role::Member, *team);
+        app.gql(Some(&t), "{ wallet { available } }", json!({})).await.data();
+        app.grant(who, "10", &format!("grant-{who}")).await.data();
         for _ in 0..=i {
             app.gql(Some(&t), RUN, chat()).await.data();
         }
@@ -121,6 +126,9 @@ async fn per_team_numbers_are_the_sums_of_their_members(backend: Backend) {
     assert_eq!(red["members"], 2);
     assert_eq!(red["byokMembers"], 1);
     assert_eq!(red["totals"]["requests"], 3, "ann 1, ben 2");
+    // cid's three requests of 0.109: 0.2 from the monthly allocation, 0.127 from permanent credits.
+    let blue = teams.iter().find(|t| t["team"] == "blue").unwrap();
+    assert_eq!(blue["permanentSpent"], "0.127", "{blue}");
     let none = teams.iter().find(|t| t["team"].is_null()).unwrap();
     assert_eq!(none["totals"]["requests"], 4);
 

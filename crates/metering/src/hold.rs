@@ -68,7 +68,8 @@ impl AiService {
     }
 
     /// Holds the most the request can cost (0 for BYOK), capping its output
-    /// to what the wallet affords. A request with the same key that got
+    /// to what the wallet and the spend limits that apply afford (the store
+    /// checks both in one step). A request with the same key that got
     /// there first is replayed.
     pub(crate) async fn hold(&self, user_id: &str, req: &AiRequest, p: &Prepared) -> Result<Placed, AiError> {
         let pricing = &self.0.pricing;
