@@ -261,12 +261,49 @@ async fn connection_limits_apply(backend: Backend) {
     assert_eq!(s(&wallet(&mut first, &id).await["available"]), "100");
 }
 
+/// A saved or removed key, or new AI settings, change how AI is paid
+/// (`billingMode`): subscribers see the wallet again without asking.
+async fn key_changes_show_the_new_billing_mode_live(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let alice = app.member("alice", "acme");
+    let mut c = WsClient::connect(app.addr, &alice).await;
+    let id = c
+        .subscribe("subscription { walletUpdated { id billingMode available } }")
+        .await;
+    assert_eq!(s(&c.next(&id, "walletUpdated").await["billingMode"]), "CREDITS");
+    live_subscriptions(&app.app, 1).await;
+
+    let store = &app.app.store;
+    store
+        .put_byok_key("alice", "openai", "ciphertext".to_owned(), "sk-…cdef".to_owned())
+        .await
+        .unwrap();
+    let w = c.next(&id, "walletUpdated").await;
+    assert_eq!((s(&w["billingMode"]), s(&w["available"])), ("BYOK", "100"));
+
+    let r = app
+        .gql(
+            Some(&alice),
+            "mutation { setAiSettings(preferredProvider: \"openai\", fallbackToCredits: false) { fallbackToCredits } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.data()["setAiSettings"]["fallbackToCredits"], false);
+    assert_eq!(s(&c.next(&id, "walletUpdated").await["billingMode"]), "BYOK");
+
+    assert!(store.remove_byok_key("alice", "openai").await.unwrap());
+    assert_eq!(s(&c.next(&id, "walletUpdated").await["billingMode"]), "CREDITS");
+    // Removing a key that is not there changes nothing and says so.
+    assert!(!store.remove_byok_key("alice", "openai").await.unwrap());
+}
+
 on_both_databases!(
     every_kind_of_change_reaches_the_subscriber,
     users_never_see_each_others_events,
     a_bad_token_is_refused,
     an_expired_token_ends_the_subscription,
     connection_limits_apply,
+    key_changes_show_the_new_billing_mode_live,
 );
 
 /// Two replicas on one PostgreSQL database: a grant on one reaches a

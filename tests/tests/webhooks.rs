@@ -303,6 +303,69 @@ async fn every_event_reaches_the_receiver_once_and_signed(backend: Backend) {
     worker.await.unwrap();
 }
 
+/// Balance alerts go out as `balance.low` and `balance.recovered` (and
+/// `balance.depleted` at 0), once per crossing, signed like every event.
+async fn balance_alerts_go_out_as_webhooks(backend: Backend) {
+    let receiver = Receiver::start(ACCEPT).await;
+    let app = TestApp::builder(backend)
+        .config(&webhooks_toml(&[receiver.url()], 2_000, 30))
+        .start()
+        .await;
+    let stop = CancellationToken::new();
+    let worker = app.app.spawn_webhooks(stop.clone());
+    let alice = app.member("alice", "acme");
+    let r = app
+        .gql(
+            Some(&alice),
+            "mutation { setBalanceAlerts(thresholds: [\"50\", \"0\"]) { alertThresholds } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.data()["setBalanceAlerts"]["alertThresholds"], json!(["50", "0"]));
+
+    // A hold of 60 takes available from 100 to 40 (LOW at 50); its release
+    // brings it back (RECOVERED); a second hold of 60 is LOW once more.
+    let store = &app.app.store;
+    let hold = |amount: &str| creditgate_storage::HoldRequest::new(amount.parse().unwrap());
+    let creditgate_storage::Placement::Placed { hold: h, .. } = store.place_hold("alice", &hold("60")).await.unwrap()
+    else {
+        panic!("a new hold")
+    };
+    store.release_hold("alice", &h.id, None).await.unwrap();
+    store.place_hold("alice", &hold("60")).await.unwrap();
+    wait_for(&app.clock, step(), "three alerts", || all_delivered(&app, 3)).await;
+    for _ in 0..10 {
+        app.clock.advance(chrono::Duration::minutes(5));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    receiver.assert_once_each();
+    let mut seen: Vec<(String, String, String)> = receiver
+        .accepted()
+        .into_iter()
+        .map(|d| {
+            let data = &d.body["data"];
+            assert_eq!(data["userId"], "alice", "{}", d.body);
+            (
+                d.body["type"].as_str().unwrap().to_owned(),
+                data["threshold"].as_str().unwrap().to_owned(),
+                data["available"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let t = |k: &str, th: &str, av: &str| (k.to_owned(), th.to_owned(), av.to_owned());
+    assert_eq!(
+        seen,
+        [
+            t(event_types::BALANCE_LOW, "50", "40"),
+            t(event_types::BALANCE_LOW, "50", "40"),
+            t(event_types::BALANCE_RECOVERED, "50", "100"),
+        ]
+    );
+    stop.cancel();
+    worker.await.unwrap();
+}
+
 async fn two_replicas_deliver_every_event_exactly_once(backend: Backend) {
     let receiver = Receiver::start(ACCEPT).await;
     let toml = webhooks_toml(&[receiver.url()], 2_000, 30);
@@ -463,6 +526,7 @@ on_both_databases!(
     a_receiver_down_for_a_while_gets_everything_after,
     a_replica_killed_mid_delivery_loses_no_event,
     a_dead_endpoint_does_not_delay_a_live_one,
+    balance_alerts_go_out_as_webhooks,
 );
 
 #[test]

@@ -41,7 +41,7 @@ impl From<StoredLimit> for SpendLimit {
 #[graphql(complex)]
 pub struct Member {
     pub user: User,
-    pub last_active_at: Option<DateTime<Utc>>,
+    pub last_active_at: Option<crate::scalars::Timestamp>,
 }
 
 #[ComplexObject]
@@ -110,7 +110,7 @@ impl AdminQuery {
                 cursor: encode_cursor(&m.user.id),
                 node: Member {
                     user: User::from(m.user),
-                    last_active_at: m.last_active_at,
+                    last_active_at: m.last_active_at.map(Into::into),
                 },
             })
             .collect();

@@ -31,8 +31,8 @@ pub struct ByokKey {
     pub provider: String,
     /// A few characters of the key, enough to recognise it, never the key.
     pub hint: String,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: crate::scalars::Timestamp,
+    pub last_used_at: Option<crate::scalars::Timestamp>,
 }
 
 impl From<ByokKeyRecord> for ByokKey {
@@ -40,8 +40,8 @@ impl From<ByokKeyRecord> for ByokKey {
         ByokKey {
             provider: k.provider,
             hint: k.hint,
-            created_at: k.created_at,
-            last_used_at: k.last_used_at,
+            created_at: k.created_at.into(),
+            last_used_at: k.last_used_at.map(Into::into),
         }
     }
 }

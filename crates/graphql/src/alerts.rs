@@ -31,7 +31,7 @@ pub struct BalanceAlert {
     pub kind: BalanceAlertKind,
     pub threshold: CreditsScalar,
     pub available: CreditsScalar,
-    pub at: DateTime<Utc>,
+    pub at: crate::scalars::Timestamp,
 }
 
 impl From<StoredAlert> for BalanceAlert {
@@ -40,7 +40,7 @@ impl From<StoredAlert> for BalanceAlert {
             kind: a.kind.into(),
             threshold: a.threshold.into(),
             available: a.available.into(),
-            at: a.at,
+            at: a.at.into(),
         }
     }
 }

@@ -22,7 +22,7 @@ pub use context::{ApiLimits, Auth, CallerUser, Services, wallet_user};
 pub use error::{ApiError, ApiResult, Code};
 pub use exports::{CsvChunk, MAX_BUCKETS, OrgRange, UsageService};
 pub use guard::{DocumentError, DocumentLimits, HttpGet, check_document};
-pub use scalars::CreditsScalar;
+pub use scalars::{CreditsScalar, Timestamp};
 pub use schema::{WalletMutation, WalletQuery};
 pub use subscriptions::WalletSubscription;
 pub use usage::Granularity;
@@ -120,5 +120,5 @@ pub fn sdl() -> String {
         SubscriptionRoot::default(),
     )
     .finish()
-    .sdl()
+    .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }

@@ -57,8 +57,8 @@ pub struct Purchase {
     /// The pack as it was sold.
     pub pack: CreditPack,
     pub status: PurchaseStatus,
-    pub created_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: crate::scalars::Timestamp,
+    pub completed_at: Option<crate::scalars::Timestamp>,
     /// Where the user completes payment, when the payment provider needs it.
     pub checkout_url: Option<String>,
 }
@@ -76,8 +76,8 @@ impl From<StoredPurchase> for Purchase {
                 currency: p.currency,
             },
             status: p.status.into(),
-            created_at: p.created_at,
-            completed_at: p.completed_at,
+            created_at: p.created_at.into(),
+            completed_at: p.completed_at.map(Into::into),
             // Only useful while the payment is open.
             checkout_url: p.checkout_url.filter(|_| pending),
         }

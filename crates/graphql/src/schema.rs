@@ -113,8 +113,8 @@ impl WalletQuery {
         let store_filter = StoreFilter {
             kinds: filter.kinds.map(|k| k.into_iter().map(Into::into).collect()),
             features: filter.features.map(|f| f.into_iter().map(Into::into).collect()),
-            from: filter.from,
-            to: filter.to,
+            from: filter.from.map(Into::into),
+            to: filter.to.map(Into::into),
         };
         let page = services(ctx)
             .store

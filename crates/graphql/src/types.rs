@@ -165,9 +165,9 @@ pub struct Wallet {
     pub held: CreditsScalar,
     /// monthlyBalance + permanentBalance - held.
     pub available: CreditsScalar,
-    pub cycle_start: DateTime<Utc>,
+    pub cycle_start: crate::scalars::Timestamp,
     /// When the monthly allocation next resets.
-    pub cycle_end: DateTime<Utc>,
+    pub cycle_end: crate::scalars::Timestamp,
     /// Grows with every change of this wallet.
     pub version: i64,
     #[graphql(skip)]
@@ -214,8 +214,8 @@ impl From<StoredWallet> for Wallet {
             permanent_balance: w.permanent_balance.into(),
             held: w.held().into(),
             available: w.available().into(),
-            cycle_start: w.cycle_start,
-            cycle_end: w.cycle_end,
+            cycle_start: w.cycle_start.into(),
+            cycle_end: w.cycle_end.into(),
             version: w.version,
             user_id: w.user_id,
         }
@@ -229,7 +229,7 @@ fn tokens(n: Option<i64>) -> Option<i32> {
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ActivityEntry {
     pub id: ID,
-    pub at: DateTime<Utc>,
+    pub at: crate::scalars::Timestamp,
     pub kind: ActivityKind,
     pub feature: Option<AiFeature>,
     pub billing_mode: Option<BillingMode>,
@@ -267,7 +267,7 @@ impl From<Entry> for ActivityEntry {
     fn from(e: Entry) -> Self {
         ActivityEntry {
             id: ID(e.id.to_string()),
-            at: e.at,
+            at: e.at.into(),
             kind: e.kind.into(),
             feature: e.feature.map(Into::into),
             billing_mode: e.billing_mode.map(Into::into),
@@ -314,6 +314,6 @@ pub struct ActivityConnection {
 pub struct ActivityFilter {
     pub kinds: Option<Vec<ActivityKind>>,
     pub features: Option<Vec<AiFeature>>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
+    pub from: Option<crate::scalars::Timestamp>,
+    pub to: Option<crate::scalars::Timestamp>,
 }

@@ -75,7 +75,7 @@ pub struct FeatureUsage {
 
 #[derive(SimpleObject, Clone, Debug)]
 pub struct UsagePoint {
-    pub bucket_start: DateTime<Utc>,
+    pub bucket_start: crate::scalars::Timestamp,
     pub totals: UsageTotals,
 }
 
@@ -194,7 +194,7 @@ impl OrgUsage {
                 }
             }
             out.push(UsagePoint {
-                bucket_start: start,
+                bucket_start: start.into(),
                 totals: totals.into(),
             });
             start = next_bucket(start, self.granularity);
@@ -222,12 +222,12 @@ impl UsageQuery {
     async fn org_usage(
         &self,
         ctx: &Context<'_>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        from: crate::scalars::Timestamp,
+        to: crate::scalars::Timestamp,
         granularity: Option<Granularity>,
     ) -> ApiResult<OrgUsage> {
         let who = identity(ctx)?;
-        let range = UsageService::org_range(who, from, to, granularity)?;
+        let range = UsageService::org_range(who, from.into(), to.into(), granularity)?;
         Ok(OrgUsage {
             org_id: range.org_id,
             from: range.from,

@@ -2,11 +2,16 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
 
 use crate::entities::{ai_settings, byok_keys};
 use crate::error::StoreResult;
 use crate::store::Store;
+
+/// A write run inside a transaction that borrows it.
+type TxnFuture<'t, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, DbErr>> + Send + 't>>;
 
 /// A stored key, as anyone may see it: never the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,19 +78,20 @@ impl Store {
             created_at: Set(now),
             last_used_at: Set(None),
         };
-        byok_keys::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([byok_keys::Column::UserId, byok_keys::Column::Provider])
-                    .update_columns([
-                        byok_keys::Column::Ciphertext,
-                        byok_keys::Column::Hint,
-                        byok_keys::Column::CreatedAt,
-                        byok_keys::Column::LastUsedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await?;
+        let upsert = byok_keys::Entity::insert(row).on_conflict(
+            OnConflict::columns([byok_keys::Column::UserId, byok_keys::Column::Provider])
+                .update_columns([
+                    byok_keys::Column::Ciphertext,
+                    byok_keys::Column::Hint,
+                    byok_keys::Column::CreatedAt,
+                    byok_keys::Column::LastUsedAt,
+                ])
+                .to_owned(),
+        );
+        self.with_wallet_moved(user_id, |txn| {
+            Box::pin(async move { upsert.exec_without_returning(txn).await.map(drop) })
+        })
+        .await?;
         Ok(record)
     }
 
@@ -98,12 +104,15 @@ impl Store {
 
     /// Removes the user's key for a provider; whether there was one.
     pub async fn remove_byok_key(&self, user_id: &str, provider: &str) -> StoreResult<bool> {
-        let res = byok_keys::Entity::delete_many()
+        let delete = byok_keys::Entity::delete_many()
             .filter(byok_keys::Column::UserId.eq(user_id))
-            .filter(byok_keys::Column::Provider.eq(provider))
-            .exec(&self.db)
+            .filter(byok_keys::Column::Provider.eq(provider));
+        let removed = self
+            .with_wallet_moved(user_id, |txn| {
+                Box::pin(async move { delete.exec(txn).await.map(|r| r.rows_affected > 0) })
+            })
             .await?;
-        Ok(res.rows_affected > 0)
+        Ok(removed)
     }
 
     /// The user's keys (hints and dates), by provider.
@@ -204,18 +213,48 @@ impl Store {
             fallback_to_credits: Set(settings.fallback_to_credits),
             updated_at: Set(self.clock.now()),
         };
-        ai_settings::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(ai_settings::Column::UserId)
-                    .update_columns([
-                        ai_settings::Column::PreferredProvider,
-                        ai_settings::Column::FallbackToCredits,
-                        ai_settings::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await?;
+        let upsert = ai_settings::Entity::insert(row).on_conflict(
+            OnConflict::column(ai_settings::Column::UserId)
+                .update_columns([
+                    ai_settings::Column::PreferredProvider,
+                    ai_settings::Column::FallbackToCredits,
+                    ai_settings::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        );
+        self.with_wallet_moved(user_id, |txn| {
+            Box::pin(async move { upsert.exec_without_returning(txn).await.map(drop) })
+        })
+        .await?;
         Ok(settings.clone())
+    }
+
+    /// Runs `write` in the transaction that moves the user's wallet version,
+    /// so that subscribers (on every replica) see the wallet again: a key or
+    /// a setting changes how AI is paid (`billingMode`). A user without a
+    /// wallet yet has nothing to announce: the write runs on its own.
+    async fn with_wallet_moved<T>(
+        &self,
+        user_id: &str,
+        write: impl for<'t> FnOnce(&'t DatabaseTransaction) -> TxnFuture<'t, T>,
+    ) -> StoreResult<T> {
+        match self.lock_wallet(user_id, false).await? {
+            Some(locked) => match write(&locked.txn).await {
+                Ok(out) => {
+                    locked.commit_and_publish(self).await?;
+                    Ok(out)
+                }
+                Err(e) => {
+                    locked.rollback().await?;
+                    Err(e.into())
+                }
+            },
+            None => {
+                let txn = self.db.begin().await?;
+                let out = write(&txn).await?;
+                txn.commit().await?;
+                Ok(out)
+            }
+        }
     }
 }
