@@ -4,7 +4,6 @@
 use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
 use creditgate_domain::Role as DomainRole;
 use creditgate_storage::{LimitTarget, SpendLimit as StoredLimit};
 

@@ -1,7 +1,6 @@
 //! Metered AI: providers, features, BYOK keys, estimates, runAi and aiStream.
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, Subscription};
-use chrono::{DateTime, Utc};
 use creditgate_metering::{AiMessage, AiOutcome, AiRequest, AiService, StreamItem};
 use creditgate_storage::{AiSettings as StoredSettings, ByokKeyRecord};
 use futures::StreamExt;

@@ -4,7 +4,6 @@
 //! transaction of each wallet change; this is only the API.
 
 use async_graphql::{Context, Enum, Object, SimpleObject, Subscription};
-use chrono::{DateTime, Utc};
 use creditgate_domain::Thresholds;
 use creditgate_storage::BalanceAlert as StoredAlert;
 use futures::{Stream, StreamExt};

@@ -4,7 +4,6 @@
 //! completes through its webhook).
 
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 use creditgate_payments::{Buyer, CreditPack as PackConfig, PaymentError, Payments, PurchaseError, PurchaseService};
 use creditgate_storage::Purchase as StoredPurchase;
 

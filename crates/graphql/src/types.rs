@@ -1,7 +1,6 @@
 //! The object types of the API.
 
 use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
-use chrono::{DateTime, Utc};
 use creditgate_domain::Plan as DomainPlan;
 use creditgate_storage::{Entry, Organization as StoredOrganization, User as StoredUser, Wallet as StoredWallet};
 
