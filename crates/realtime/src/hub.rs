@@ -488,46 +488,8 @@ impl Hub {
         &self,
         user_id: &str,
     ) -> Result<impl Stream<Item = Result<Entry, RealtimeError>> + Send + 'static + use<>, RealtimeError> {
-        let mut sub = self.inner.fanout.subscribe(user_id);
-        let start = self
-            .inner
-            .store
-            .committed_wallet(user_id)
-            .await?
-            .ok_or_else(|| RealtimeError::NoWallet(user_id.to_owned()))?;
-        self.inner.fanout.seed(&mut sub, start.version);
-        let store = self.inner.store.clone();
-        let state = (sub, store, std::collections::VecDeque::<Entry>::new(), start.version);
-        Ok(futures::stream::unfold(
-            state,
-            |(mut sub, store, mut queue, mut delivered)| async move {
-                loop {
-                    if let Some(e) = queue.pop_front() {
-                        return Some((Ok(e), (sub, store, queue, delivered)));
-                    }
-                    match sub.recv().await {
-                        Ok(event) => {
-                            queue.extend(event.entries.iter().filter(|e| e.wallet_version > delivered).cloned());
-                            delivered = delivered.max(event.wallet.version);
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            match store
-                                .committed_change(&sub.user_id, Some(delivered), CATCH_UP_ENTRIES)
-                                .await
-                            {
-                                Ok(Some(change)) => {
-                                    queue.extend(change.entries);
-                                    delivered = delivered.max(change.wallet.version);
-                                }
-                                Ok(None) => {}
-                                Err(e) => return Some((Err(e.into()), (sub, store, queue, delivered))),
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
-                }
-            },
-        ))
+        self.changed_items(user_id, |e| &e.entries, |c| c.entries, |e| e.wallet_version)
+            .await
     }
 }
 

@@ -7,7 +7,7 @@
 //! buffers. [`ws::serve`] runs one graphql-transport-ws connection with
 //! pings, limits and token expiry.
 
-mod alerts;
+mod changes;
 mod config;
 mod hub;
 mod limits;
