@@ -109,11 +109,9 @@ impl AiService {
         let inner = &self.0;
         self.check_request(req)?;
         let feature = inner.pricing.feature(req.feature)?;
-        let routes: Vec<_> = inner
-            .store
-            .byok_routes(user_id)
-            .await?
-            .into_iter()
+        let stored = inner.store.byok_routes(user_id).await?;
+        let routes: Vec<_> = stored
+            .iter()
             .filter(|k| inner.gateway.provider(&k.provider).is_some())
             .collect();
         let providers: Vec<String> = routes.iter().map(|k| k.provider.clone()).collect();
@@ -135,7 +133,7 @@ impl AiService {
                 let ciphertext = routes
                     .into_iter()
                     .find(|k| k.provider == r.provider)
-                    .map(|k| k.ciphertext)
+                    .map(|k| k.ciphertext.clone())
                     .ok_or_else(|| AiError::Internal("routing chose a key it was not given".into()))?;
                 KeySource::User { ciphertext }
             }

@@ -385,7 +385,7 @@ impl Hub {
             };
             tokio::spawn(crate::pg::listen(
                 settings,
-                store.connection().clone(),
+                store.clone(),
                 fanout.clone(),
                 cancel.child_token(),
             ));

@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use creditgate_storage::{Cached, FORGET, Store};
+
 use crate::hub::Fanout;
 
 /// The `application_name` of the LISTEN connection (to find it in
@@ -56,6 +58,8 @@ pub(crate) enum Payload<'a> {
     Change { version: i64, user_id: &'a str },
     /// `heartbeat <token> <seq>`: a replica checking its own LISTEN connection.
     Heartbeat { token: &'a str, seq: u64 },
+    /// `forget <what> <user_id>`: a write of something replicas cache.
+    Forget { what: Cached, user_id: &'a str },
 }
 
 const HEARTBEAT: &str = "heartbeat";
@@ -66,6 +70,11 @@ pub(crate) fn parse_payload(payload: &str) -> Option<Payload<'_>> {
         let (token, seq) = rest.split_once(' ')?;
         let seq = seq.parse().ok()?;
         return (!token.is_empty()).then_some(Payload::Heartbeat { token, seq });
+    }
+    if head == FORGET {
+        let (what, user_id) = rest.split_once(' ')?;
+        let what = Cached::parse(what)?;
+        return (!user_id.is_empty()).then_some(Payload::Forget { what, user_id });
     }
     let version = head.parse().ok()?;
     (!rest.is_empty()).then_some(Payload::Change { version, user_id: rest })
@@ -158,7 +167,7 @@ enum Next {
 
 pub(crate) async fn listen(
     settings: ListenSettings,
-    db: DatabaseConnection,
+    store: Store,
     fanout: Arc<Fanout>,
     cancel: CancellationToken,
 ) {
@@ -168,6 +177,7 @@ pub(crate) async fn listen(
         heartbeat,
         heartbeat_timeout,
     } = settings;
+    let db = store.connection().clone();
     let token = format!("{:016x}", rand::random::<u64>());
     let seq = Arc::new(AtomicU64::new(0));
     let mut backoff = FIRST_BACKOFF;
@@ -187,6 +197,8 @@ pub(crate) async fn listen(
                 // a lost connection, re-send every subscriber its wallet.
                 fanout.resync(reconnect);
                 reconnect = true;
+                // From now on every replica's writes of cached things are heard.
+                store.set_shared_caching(true);
                 let since = Instant::now();
                 let (sent_tx, mut sent_rx) = mpsc::channel(4);
                 let beats = AbortOnDrop(tokio::spawn(send_heartbeats(
@@ -218,6 +230,7 @@ pub(crate) async fn listen(
                         }
                         Next::Notification(Ok(Some(n))) => match parse_payload(n.payload()) {
                             Some(Payload::Change { version, user_id }) => fanout.notified(user_id, version),
+                            Some(Payload::Forget { what, user_id }) => store.forget_cached(what, user_id),
                             Some(Payload::Heartbeat { token: t, seq }) => {
                                 if t == token {
                                     outstanding.heard(seq);
@@ -235,6 +248,8 @@ pub(crate) async fn listen(
                         }
                     }
                 }
+                // Deaf until reconnected: what others write may go unheard.
+                store.set_shared_caching(false);
                 drop(beats);
                 drop(listener);
                 drop(pool);
@@ -285,6 +300,22 @@ mod tests {
             Some(Payload::Heartbeat { token: "00ff", seq: 3 })
         );
         assert_eq!(parse_payload("heartbeat 00ff"), None);
+        assert_eq!(
+            parse_payload("forget keys a b"),
+            Some(Payload::Forget {
+                what: Cached::Keys,
+                user_id: "a b"
+            })
+        );
+        assert_eq!(
+            parse_payload("forget user alice"),
+            Some(Payload::Forget {
+                what: Cached::User,
+                user_id: "alice"
+            })
+        );
+        assert_eq!(parse_payload("forget wallet alice"), None);
+        assert_eq!(parse_payload("forget keys "), None);
         assert_eq!(parse_payload("heartbeat 00ff x"), None);
         assert_eq!(parse_payload("heartbeat  3"), None);
     }

@@ -1,11 +1,13 @@
-//! Balance alerts in storage: each user's thresholds with their state, and
-//! the append-only log of raised alerts.
+//! Balance alerts in storage: each user's thresholds with their state (on
+//! the wallet's row), and the append-only log of raised alerts.
 //!
-//! Every wallet change commits through [`crate::store::LockedWallet`], which
-//! calls [`raise_for_change`] under the wallet's lock, in the transaction of
-//! the change: the alerts it raises (and the thresholds' new state) commit
-//! or roll back with it, so a crash neither loses nor doubles one, and
-//! concurrent changes of one wallet are evaluated one after the other.
+//! Every wallet change commits through [`crate::store::LockedWallet`], whose
+//! lock returns the settings with the wallet and which calls
+//! [`evaluate_change`] and [`record_alerts`] in the transaction of the
+//! change: the alerts it raises (and the thresholds' new state, written with
+//! the wallet) commit or roll back with it, so a crash neither loses nor
+//! doubles one, and concurrent changes of one wallet are evaluated one after
+//! the other.
 //!
 //! A user without settings of their own has the configured default
 //! thresholds; their state is stored only once an alert has been raised
@@ -18,7 +20,7 @@ use creditgate_domain::{Alert, AlertKind, AlertState, Credits, Thresholds, evalu
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::entities::{balance_alert_settings as settings, balance_alerts as log};
+use crate::entities::{balance_alerts as log, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::model::Wallet;
 use crate::store::Store;
@@ -103,79 +105,69 @@ fn decode_state(user_id: &str, text: &str) -> StoreResult<AlertState> {
     ))
 }
 
-/// A user's settings as stored (`None`: none of their own yet).
-struct Settings {
-    row: Option<settings::Model>,
-    thresholds: Thresholds,
-    state: Option<AlertState>,
+/// A wallet's alert settings as its row stores them (read with the
+/// wallet's lock, written with its change).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoredAlerts {
+    /// `None`: the configured default thresholds.
+    pub thresholds: Option<String>,
+    /// `None`: nothing stored yet; the state is what `available` says.
+    pub state: Option<String>,
 }
 
-async fn read_settings(conn: &impl ConnectionTrait, user_id: &str, defaults: &Thresholds) -> StoreResult<Settings> {
-    let row = settings::Entity::find_by_id(user_id.to_owned()).one(conn).await?;
-    let thresholds = match row.as_ref().and_then(|r| r.thresholds.as_deref()) {
-        Some(text) => decode_levels(user_id, text)?,
-        None => defaults.clone(),
-    };
-    let state = row.as_ref().map(|r| decode_state(user_id, &r.state)).transpose()?;
-    Ok(Settings { row, thresholds, state })
+impl StoredAlerts {
+    pub(crate) fn of(row: &wallets::Model) -> Self {
+        StoredAlerts {
+            thresholds: row.alert_thresholds.clone(),
+            state: row.alert_state.clone(),
+        }
+    }
+
+    fn thresholds(&self, user_id: &str, defaults: &Thresholds) -> StoreResult<Thresholds> {
+        match self.thresholds.as_deref() {
+            Some(text) => decode_levels(user_id, text),
+            None => Ok(defaults.clone()),
+        }
+    }
 }
 
 /// One committed-to-be change of a wallet, as alerts see it.
 pub(crate) struct AlertChange<'a> {
     pub user_id: &'a str,
-    pub org_id: &'a str,
-    /// The version the change writes.
-    pub version: i64,
     /// `available` before the change; `None` for the change that opens the
     /// wallet (nothing was crossed to get there).
     pub before: Option<Credits>,
     pub after: Credits,
-    pub now: DateTime<Utc>,
     /// The thresholds of users without their own.
     pub defaults: &'a Thresholds,
 }
 
-/// Evaluates one wallet change against the user's thresholds and writes the
-/// alerts it raises and the thresholds' new state, in `txn` (the change's
-/// own transaction, under the wallet's lock). Returns the alerts written.
-/// A change that leaves `available` where it was costs nothing.
-pub(crate) async fn raise_for_change(
-    txn: &impl ConnectionTrait,
-    change: AlertChange<'_>,
-) -> StoreResult<Vec<BalanceAlert>> {
+/// Evaluates one wallet change against the user's thresholds (pure: the
+/// settings came with the wallet's lock). Returns the alerts it raises and
+/// updates `stored` to the thresholds' new state, which the change writes
+/// with the wallet. A change that leaves `available` where it was costs
+/// nothing.
+pub(crate) fn evaluate_change(change: &AlertChange<'_>, stored: &mut StoredAlerts) -> StoreResult<Vec<Alert>> {
     if change.before == Some(change.after) {
         return Ok(Vec::new());
     }
-    let Settings { row, thresholds, state } = read_settings(txn, change.user_id, change.defaults).await?;
-    if thresholds.is_empty() && row.is_none() {
+    let thresholds = stored.thresholds(change.user_id, change.defaults)?;
+    if thresholds.is_empty() && stored.state.is_none() {
         return Ok(Vec::new());
     }
+    let state = stored
+        .state
+        .as_deref()
+        .map(|text| decode_state(change.user_id, text))
+        .transpose()?;
     let before = change.before.unwrap_or(change.after);
     let (alerts, next) = evaluate_alerts(&thresholds, state.as_ref(), before, change.after);
-    if state.as_ref() != Some(&next) {
-        match row {
-            Some(row) => {
-                let mut active: settings::ActiveModel = row.into();
-                active.state = Set(encode_state(&next));
-                active.updated_at = Set(change.now);
-                settings::Entity::update(active).exec(txn).await?;
-            }
-            // Nothing stored: the state is what `available` says, until an
-            // alert makes it worth keeping.
-            None if !alerts.is_empty() => {
-                let active = settings::ActiveModel {
-                    user_id: Set(change.user_id.to_owned()),
-                    org_id: Set(change.org_id.to_owned()),
-                    thresholds: Set(None),
-                    state: Set(encode_state(&next)),
-                    updated_at: Set(change.now),
-                };
-                settings::Entity::insert(active).exec_without_returning(txn).await?;
-            }
-            None => {}
-        }
+    // Nothing stored: the state is what `available` says, until an alert
+    // makes it worth keeping.
+    if state.as_ref() != Some(&next) && (state.is_some() || !alerts.is_empty()) {
+        stored.state = Some(encode_state(&next));
     }
-    record_alerts(txn, change.user_id, change.org_id, change.version, change.now, &alerts).await
+    Ok(alerts)
 }
 
 /// Writes raised alerts to the log in `txn`, the transaction of the change
@@ -216,7 +208,17 @@ impl Store {
 
     /// The user's alert thresholds (their own, or the default), highest first.
     pub async fn alert_thresholds(&self, user_id: &str) -> StoreResult<Thresholds> {
-        Ok(read_settings(&self.db, user_id, &self.alert_defaults).await?.thresholds)
+        let own: Option<Option<String>> = wallets::Entity::find_by_id(user_id.to_owned())
+            .select_only()
+            .column(wallets::Column::AlertThresholds)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let stored = StoredAlerts {
+            thresholds: own.flatten(),
+            state: None,
+        };
+        stored.thresholds(user_id, &self.alert_defaults)
     }
 
     /// Sets the user's own alert thresholds (an empty set: no alerts). Each
@@ -225,34 +227,12 @@ impl Store {
     /// `available` rises above it. The wallet's version moves (its
     /// `alertThresholds` changed), so subscribers see the new wallet.
     pub async fn set_alert_thresholds(&self, user_id: &str, thresholds: &Thresholds) -> StoreResult<Wallet> {
-        let locked = self.lock_existing(user_id).await?;
+        let mut locked = self.lock_existing(user_id).await?;
         let state = AlertState::at(thresholds, locked.state.available());
-        let existing = match settings::Entity::find_by_id(user_id.to_owned()).one(&locked.txn).await {
-            Ok(row) => row,
-            Err(e) => {
-                locked.rollback().await?;
-                return Err(e.into());
-            }
+        locked.alerts = StoredAlerts {
+            thresholds: Some(encode_levels(thresholds)),
+            state: Some(encode_state(&state)),
         };
-        let active = settings::ActiveModel {
-            user_id: Set(user_id.to_owned()),
-            org_id: Set(locked.org_id.clone()),
-            thresholds: Set(Some(encode_levels(thresholds))),
-            state: Set(encode_state(&state)),
-            updated_at: Set(locked.now),
-        };
-        let written = if existing.is_some() {
-            settings::Entity::update(active).exec(&locked.txn).await.map(drop)
-        } else {
-            settings::Entity::insert(active)
-                .exec_without_returning(&locked.txn)
-                .await
-                .map(drop)
-        };
-        if let Err(e) = written {
-            locked.rollback().await?;
-            return Err(e.into());
-        }
         Ok(locked.commit_and_publish(self).await?.wallet)
     }
 

@@ -1,11 +1,14 @@
 //! BYOK keys (ciphertext and hint only) and per-user AI settings.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 
+use crate::cache::{Cached, announce_forget};
 use crate::entities::{ai_settings, byok_keys};
 use crate::error::StoreResult;
 use crate::store::Store;
@@ -131,8 +134,14 @@ impl Store {
     /// a request routes by this list and uses the ciphertext it read, so a
     /// key removed meanwhile cannot vanish between the two. Only ever asked
     /// for the user's own request.
-    pub async fn byok_routes(&self, user_id: &str) -> StoreResult<Vec<StoredCiphertext>> {
-        Ok(byok_keys::Entity::find()
+    ///
+    /// Served from this replica's cache when it can (see [`crate::cache`]).
+    pub async fn byok_routes(&self, user_id: &str) -> StoreResult<Arc<Vec<StoredCiphertext>>> {
+        if let Some(keys) = self.cache.keys(user_id) {
+            return Ok(keys);
+        }
+        let ticket = self.cache.ticket();
+        let keys: Vec<StoredCiphertext> = byok_keys::Entity::find()
             .filter(byok_keys::Column::UserId.eq(user_id))
             .order_by_asc(byok_keys::Column::Provider)
             .all(&self.db)
@@ -143,7 +152,10 @@ impl Store {
                 provider: m.provider,
                 ciphertext: m.ciphertext,
             })
-            .collect())
+            .collect();
+        let keys = Arc::new(keys);
+        self.cache.keep_keys(ticket, user_id, keys.clone());
+        Ok(keys)
     }
 
     pub async fn touch_byok_key(&self, user_id: &str, provider: &str) -> StoreResult<()> {
@@ -189,9 +201,14 @@ impl Store {
                 .await?;
             if res.rows_affected == 0 {
                 skipped.push(old.clone());
+            } else {
+                announce_forget(&txn, self.notify_channel.as_deref(), Cached::Keys, &old.user_id).await?;
             }
         }
         txn.commit().await?;
+        for (old, _) in replacements {
+            self.cache.forget(Cached::Keys, &old.user_id);
+        }
         Ok(skipped)
     }
 
@@ -238,9 +255,14 @@ impl Store {
         user_id: &str,
         write: impl for<'t> FnOnce(&'t DatabaseTransaction) -> TxnFuture<'t, T>,
     ) -> StoreResult<T> {
-        match self.lock_wallet(user_id, false).await? {
+        let channel = self.notify_channel.as_deref();
+        let out = match self.lock_wallet(user_id, false).await? {
             Some(locked) => match write(&locked.txn).await {
                 Ok(out) => {
+                    if let Err(e) = announce_forget(&locked.txn, channel, Cached::Keys, user_id).await {
+                        locked.rollback().await?;
+                        return Err(e);
+                    }
                     locked.commit_and_publish(self).await?;
                     Ok(out)
                 }
@@ -252,9 +274,13 @@ impl Store {
             None => {
                 let txn = self.db.begin().await?;
                 let out = write(&txn).await?;
+                announce_forget(&txn, channel, Cached::Keys, user_id).await?;
                 txn.commit().await?;
                 Ok(out)
             }
-        }
+        };
+        // This replica's own, at once (the notification follows).
+        self.cache.forget(Cached::Keys, user_id);
+        out
     }
 }

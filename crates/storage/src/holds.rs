@@ -125,7 +125,7 @@ impl Store {
             })
         } else {
             // The wallet and the spend limits that apply, in one step.
-            crate::limits::reserve(&mut locked, req).await?
+            crate::limits::reserve(&mut locked, &self.cache, req).await?
         };
         let reservation = match reservation {
             Ok(r) => r,
@@ -338,7 +338,7 @@ impl Store {
             cycle_start: row.cycle_start,
         };
         let settlement = locked.state.settle_hold(&reservation, cost);
-        crate::limits::resolve(&locked, &reservation, settlement.charged).await?;
+        crate::limits::resolve(&locked, &self.cache, &reservation, settlement.charged).await?;
         let usage = match usage {
             Some(u) => Some(u),
             None if status == HoldStatus::Expired => {

@@ -4,10 +4,21 @@ use creditgate_domain::{WalletState, anchor_for, cycle_at};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
+use crate::cache::{Cached, Ticket, announce_forget};
 use crate::entities::{organizations, users, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Identity, Organization, User};
 use crate::store::{EntryExtras, Store};
+
+/// Whether the token says something about the user that their row does
+/// not (a claim the token leaves out keeps what is stored).
+fn needs_refresh(row: &users::Model, who: &Identity) -> bool {
+    let changed = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
+    changed(&who.name, &row.name)
+        || changed(&who.email, &row.email)
+        || changed(&who.team, &row.team)
+        || row.role != who.role.as_str()
+}
 
 impl Store {
     // ---------------------------------------------------------------- users
@@ -15,10 +26,20 @@ impl Store {
     /// The caller's user, created with their organization and wallet on
     /// first sight. A token naming another organization than the one the
     /// user was created in is refused.
+    ///
+    /// A user this replica has seen as the token describes them is served
+    /// from its cache (see [`crate::cache`]).
     pub async fn ensure_user(&self, who: &Identity) -> StoreResult<User> {
+        if let Some(cached) = self.cache.user(&who.user_id)
+            && cached.org_id == who.org_id
+            && !needs_refresh(&cached, who)
+        {
+            return User::try_from((*cached).clone());
+        }
         for _ in 0..3 {
+            let ticket = self.cache.ticket();
             if let Some(existing) = users::Entity::find_by_id(who.user_id.clone()).one(&self.db).await? {
-                return self.refresh_user(existing, who).await;
+                return self.refresh_user(existing, who, ticket).await;
             }
             match self.create_user(who).await {
                 Ok(user) => return Ok(user),
@@ -30,19 +51,14 @@ impl Store {
         Err(StoreError::Unavailable("could not create the user; try again".into()))
     }
 
-    async fn refresh_user(&self, existing: users::Model, who: &Identity) -> StoreResult<User> {
+    async fn refresh_user(&self, existing: users::Model, who: &Identity, ticket: Ticket) -> StoreResult<User> {
         if existing.org_id != who.org_id {
             return Err(StoreError::Forbidden(
                 "this user belongs to another organization than the token names".into(),
             ));
         }
-        let changed = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
         let role = who.role.as_str();
-        if changed(&who.name, &existing.name)
-            || changed(&who.email, &existing.email)
-            || changed(&who.team, &existing.team)
-            || existing.role != role
-        {
+        if needs_refresh(&existing, who) {
             let mut update = users::Entity::update_many()
                 .col_expr(users::Column::Role, Expr::value(role))
                 .filter(users::Column::Id.eq(existing.id.as_str()));
@@ -55,7 +71,11 @@ impl Store {
                     update = update.col_expr(col, Expr::value(v.clone()));
                 }
             }
-            update.exec(&self.db).await?;
+            let txn = self.db.begin().await?;
+            update.exec(&txn).await?;
+            announce_forget(&txn, self.notify_channel.as_deref(), Cached::User, &existing.id).await?;
+            txn.commit().await?;
+            self.cache.forget(Cached::User, &existing.id);
             let mut user = User::try_from(existing)?;
             user.role = who.role;
             user.name = who.name.clone().or(user.name);
@@ -63,6 +83,7 @@ impl Store {
             user.team = who.team.clone().or(user.team);
             return Ok(user);
         }
+        self.cache.keep_user(ticket, existing.clone());
         User::try_from(existing)
     }
 
@@ -115,6 +136,8 @@ impl Store {
             cycle_end: Set(state.cycle.end),
             version: Set(0),
             updated_at: Set(now),
+            alert_thresholds: Set(None),
+            alert_state: Set(None),
         };
         wallets::Entity::insert(wallet).exec_without_returning(&txn).await?;
         // Open the wallet through the ordinary path, in this transaction, so

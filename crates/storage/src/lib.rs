@@ -10,6 +10,7 @@
 
 mod alerts;
 mod byok;
+mod cache;
 mod credits;
 pub mod entities;
 mod error;
@@ -35,6 +36,7 @@ mod usage;
 
 pub use alerts::BalanceAlert;
 pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
+pub use cache::{Cached, FORGET};
 pub use credits::CreditRequest;
 pub use error::{StoreError, StoreResult};
 pub use holds::{HoldRequest, Placement};

@@ -13,12 +13,13 @@
 use chrono::{DateTime, Utc};
 use creditgate_domain::limits::{self, LimitState};
 use creditgate_domain::{ActivityKind, Credits, HoldStatus, Reservation, cycle_at};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    Condition,     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
 
+use crate::cache::{Cached, ReplicaCache, announce_forget};
 use crate::entities::{holds, journal_entries, organizations, spend_limits, users};
 use crate::error::{StoreError, StoreResult};
 use crate::holds::HoldRequest;
@@ -77,31 +78,44 @@ fn shown(row: &spend_limits::Model, cycle: DateTime<Utc>) -> SpendLimit {
     }
 }
 
-/// The scopes of the limits that may apply to a member.
-async fn scopes_of<C: ConnectionTrait>(db: &C, user_id: &str) -> StoreResult<Vec<String>> {
-    let team: Option<Option<String>> = users::Entity::find_by_id(user_id.to_owned())
-        .select_only()
-        .column(users::Column::Team)
-        .into_tuple()
-        .one(db)
-        .await?;
-    let mut scopes = vec![member_scope(user_id)];
-    if let Some(Some(team)) = team {
-        scopes.push(team_scope(&team));
+/// Locks the limits that apply to the locked wallet's owner (their own,
+/// and their team's as last seen), in scope order, with one statement: a
+/// no-op update (the row lock on PostgreSQL) whose team comes from a
+/// subquery. A member of no team has NULL there, which matches nothing.
+///
+/// An organization this replica knows to have no limit costs nothing (see
+/// [`crate::cache`]; a new limit is announced when it commits).
+async fn lock_limits(locked: &LockedWallet, cache: &ReplicaCache) -> StoreResult<Vec<spend_limits::Model>> {
+    if cache.limited(&locked.org_id) == Some(false) {
+        return Ok(Vec::new());
     }
-    Ok(scopes)
-}
-
-/// Locks the limits that apply to the locked wallet's owner (a no-op
-/// update: the row lock on PostgreSQL), in scope order.
-async fn lock_limits(locked: &LockedWallet) -> StoreResult<Vec<spend_limits::Model>> {
-    let scopes = scopes_of(&locked.txn, &locked.user_id).await?;
+    let ticket = cache.ticket();
+    let team_scope = Expr::cust_with_values(
+        "(SELECT 'team:' || u.team FROM users u WHERE u.id = ?)",
+        [locked.user_id.clone()],
+    );
     let mut rows = spend_limits::Entity::update_many()
         .col_expr(spend_limits::Column::Spent, Expr::col(spend_limits::Column::Spent))
         .filter(spend_limits::Column::OrgId.eq(locked.org_id.as_str()))
-        .filter(spend_limits::Column::Scope.is_in(scopes))
+        .filter(
+            Condition::any()
+                .add(spend_limits::Column::Scope.eq(member_scope(&locked.user_id)))
+                .add(ExprTrait::eq(Expr::col(spend_limits::Column::Scope), team_scope)),
+        )
         .exec_with_returning(&locked.txn)
         .await?;
+    if rows.is_empty() {
+        // None for this member: is there any in the organization?
+        let any = spend_limits::Entity::find()
+            .select_only()
+            .column(spend_limits::Column::Scope)
+            .filter(spend_limits::Column::OrgId.eq(locked.org_id.as_str()))
+            .limit(1)
+            .into_tuple::<String>()
+            .one(&locked.txn)
+            .await?;
+        cache.keep_limited(ticket, &locked.org_id, any.is_some());
+    }
     rows.sort_by(|a, b| a.scope.cmp(&b.scope));
     Ok(rows)
 }
@@ -135,9 +149,10 @@ async fn consume(
 /// INSUFFICIENT_CREDITS) after which the caller still decides what to keep.
 pub(crate) async fn reserve(
     locked: &mut LockedWallet,
+    cache: &ReplicaCache,
     req: &HoldRequest,
 ) -> StoreResult<Result<Reservation, StoreError>> {
-    let rows = lock_limits(locked).await?;
+    let rows = lock_limits(locked, cache).await?;
     let cycle = locked.state.cycle.start;
     let left = limits::left_under(&rows.iter().map(state).collect::<Vec<_>>(), cycle);
     let amount = match limits::affordable(req.amount, req.minimum, left) {
@@ -166,12 +181,17 @@ pub(crate) async fn reserve(
 /// After a hold of `reservation` resolved charging `charged`: corrects the
 /// counters of its cycle to the actual charge (a release gives it all back).
 /// Counters already in a later cycle are left alone.
-pub(crate) async fn resolve(locked: &LockedWallet, reservation: &Reservation, charged: Credits) -> StoreResult<()> {
+pub(crate) async fn resolve(
+    locked: &LockedWallet,
+    cache: &ReplicaCache,
+    reservation: &Reservation,
+    charged: Credits,
+) -> StoreResult<()> {
     let correction = Credits::from_millis(charged.millis() - reservation.amount().millis());
     if correction.is_zero() {
         return Ok(());
     }
-    let rows: Vec<_> = lock_limits(locked)
+    let rows: Vec<_> = lock_limits(locked, cache)
         .await?
         .into_iter()
         .filter(|r| r.cycle_start == reservation.cycle_start)
@@ -270,10 +290,14 @@ impl Store {
                     cycle_start: Set(cycle),
                     updated_at: Set(now),
                 };
-                spend_limits::Entity::insert(row).exec_with_returning(&txn).await?
+                let row = spend_limits::Entity::insert(row).exec_with_returning(&txn).await?;
+                // Replicas that knew the organization had no limit must look again.
+                announce_forget(&txn, self.notify_channel.as_deref(), Cached::Limits, org_id).await?;
+                row
             }
         };
         txn.commit().await?;
+        self.cache.forget(Cached::Limits, org_id);
         Ok(Some(shown(&row, cycle)))
     }
 
@@ -296,7 +320,10 @@ impl Store {
         let Some(user) = users::Entity::find_by_id(user_id.to_owned()).one(&self.db).await? else {
             return Ok(None);
         };
-        let scopes = scopes_of(&self.db, user_id).await?;
+        let mut scopes = vec![member_scope(user_id)];
+        if let Some(team) = &user.team {
+            scopes.push(team_scope(team));
+        }
         let rows = spend_limits::Entity::find()
             .filter(spend_limits::Column::OrgId.eq(user.org_id.as_str()))
             .filter(spend_limits::Column::Scope.is_in(scopes))

@@ -17,6 +17,8 @@ use sea_orm::{
 use crate::entities::{journal_entries, organizations, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Entry, UsageDetails, Wallet, WalletChange};
+use crate::alerts::StoredAlerts;
+use crate::cache::{Cached, ReplicaCache};
 use crate::outbox::{OutgoingEvent, event_types};
 
 /// Told about every committed wallet change, after its commit, in commit
@@ -66,6 +68,8 @@ pub struct Store {
     /// Where outgoing webhooks go (none: nothing is written to the outbox).
     pub(crate) webhooks: crate::outbox::WebhookRoutes,
     pub(crate) alert_defaults: Arc<Thresholds>,
+    /// Users and BYOK keys as this replica last read them (see [`crate::cache`]).
+    pub(crate) cache: Arc<ReplicaCache>,
     listener: Option<Arc<dyn WalletListener>>,
 }
 
@@ -107,6 +111,8 @@ impl Store {
             .notify_channel
             .clone()
             .filter(|_| db.get_database_backend() == DbBackend::Postgres);
+        // One process owns a SQLite database: nothing changes behind its back.
+        let cache = Arc::new(ReplicaCache::new(db.get_database_backend() == DbBackend::Sqlite));
         Ok(Store {
             db,
             clock,
@@ -115,6 +121,7 @@ impl Store {
             notify_channel,
             webhooks: crate::outbox::WebhookRoutes::default(),
             alert_defaults: Arc::new(options.alert_thresholds.clone()),
+            cache,
             listener: None,
         })
     }
@@ -128,6 +135,22 @@ impl Store {
     /// Whether the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
         self.db.ping().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Turns this replica's caches of users and BYOK keys on (while it
+    /// hears every other replica's `forget` notifications) or off (while
+    /// it cannot), emptying them either way. Only for PostgreSQL: SQLite's
+    /// are always on.
+    pub fn set_shared_caching(&self, on: bool) {
+        if self.backend() == DbBackend::Postgres {
+            self.cache.set_on(on);
+        }
+    }
+
+    /// Drops what this replica cached of `user_id` (a `forget`
+    /// notification: another replica, or this one, wrote it).
+    pub fn forget_cached(&self, what: Cached, user_id: &str) {
+        self.cache.forget(what, user_id);
     }
 
     pub fn with_listener(mut self, listener: Arc<dyn WalletListener>) -> Self {
@@ -209,13 +232,15 @@ impl Store {
         let before = Wallet::from(&row).state();
         let mut locked = LockedWallet {
             txn,
-            user_id: row.user_id,
-            org_id: row.org_id,
+            user_id: row.user_id.clone(),
+            org_id: row.org_id.clone(),
             version: row.version,
             before: before.clone(),
             state: before,
             now,
             pending: Vec::new(),
+            alerts: StoredAlerts::of(&row),
+            alerts_before: StoredAlerts::of(&row),
             alert_defaults: self.alert_defaults.clone(),
             webhooks: self.webhooks.clone(),
         };
@@ -293,6 +318,9 @@ pub(crate) struct LockedWallet {
     pub state: WalletState,
     pub now: DateTime<Utc>,
     pending: Vec<(Posting, EntryExtras)>,
+    /// The balance-alert settings, as the change will leave them.
+    pub alerts: StoredAlerts,
+    alerts_before: StoredAlerts,
     alert_defaults: Arc<Thresholds>,
     /// Where the alerts this change raises are also sent as webhooks.
     webhooks: crate::outbox::WebhookRoutes,
@@ -304,7 +332,7 @@ impl LockedWallet {
     }
 
     pub fn has_changes(&self) -> bool {
-        !self.pending.is_empty() || self.state != self.before
+        !self.pending.is_empty() || self.state != self.before || self.alerts != self.alerts_before
     }
 
     /// Commits and tells the listener.
@@ -330,6 +358,8 @@ impl LockedWallet {
             state,
             now,
             pending,
+            mut alerts,
+            alerts_before,
             alert_defaults,
             webhooks,
         } = self;
@@ -337,8 +367,28 @@ impl LockedWallet {
             txn.rollback().await?;
             return Err(StoreError::corrupt(broken));
         }
+        let change = crate::alerts::AlertChange {
+            user_id: &user_id,
+            // Version 1 opens the wallet: nothing was crossed to get there.
+            before: (version > 1).then(|| before.available()),
+            after: state.available(),
+            defaults: &alert_defaults,
+        };
+        let raised = match crate::alerts::evaluate_change(&change, &mut alerts) {
+            Ok(a) => a,
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        };
         let delta = |a: Credits, b: Credits| b.millis() - a.millis();
-        let updated = wallets::Entity::update_many()
+        let mut update = wallets::Entity::update_many();
+        if alerts != alerts_before {
+            update = update
+                .col_expr(wallets::Column::AlertThresholds, Expr::value(alerts.thresholds))
+                .col_expr(wallets::Column::AlertState, Expr::value(alerts.state));
+        }
+        let updated = update
             .col_expr(
                 wallets::Column::MonthlyBalance,
                 Expr::col(wallets::Column::MonthlyBalance).add(delta(before.monthly, state.monthly)),
@@ -423,21 +473,7 @@ impl LockedWallet {
                 "entries of `{user_id}` do not add up to the new balance"
             )));
         }
-        let alerts = crate::alerts::raise_for_change(
-            &txn,
-            crate::alerts::AlertChange {
-                user_id: &user_id,
-                org_id: &org_id,
-                version,
-                // Version 1 opens the wallet: nothing was crossed to get there.
-                before: (version > 1).then(|| before.available()),
-                after: state.available(),
-                now,
-                defaults: &alert_defaults,
-            },
-        )
-        .await;
-        let alerts = match alerts {
+        let alerts = match crate::alerts::record_alerts(&txn, &user_id, &org_id, version, now, &raised).await {
             Ok(a) => a,
             Err(e) => {
                 txn.rollback().await?;

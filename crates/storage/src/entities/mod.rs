@@ -1,7 +1,6 @@
 //! SeaORM entities, one per table of the migrations.
 
 pub mod ai_settings;
-pub mod balance_alert_settings;
 pub mod balance_alerts;
 pub mod byok_keys;
 pub mod holds;

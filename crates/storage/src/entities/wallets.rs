@@ -15,6 +15,12 @@ pub struct Model {
     pub cycle_end: DateTimeUtc,
     pub version: i64,
     pub updated_at: DateTimeUtc,
+    /// Balance-alert thresholds: JSON array of milli-credits, highest
+    /// first; `None`: the configured default.
+    pub alert_thresholds: Option<String>,
+    /// Balance-alert state: JSON array of `[milli-credits, fired]` pairs;
+    /// `None`: nothing stored yet (what `available` says).
+    pub alert_state: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
