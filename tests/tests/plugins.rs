@@ -5,7 +5,8 @@
 //! there; a panicking plugin is counted and logged under its name; a
 //! configured provider whose plugin is missing is the operator's problem
 //! (PROVIDER_ERROR), not the caller's; a plugin that cannot be loaded stops
-//! the start unless marked optional.
+//! the start unless marked optional; a plugin that hangs holds no more
+//! threads than its provider's cap, past which its requests fail at once.
 //!
 //! The hostile plugin (plugins/test-hostile) is copied into a plugin folder
 //! of the test's own as `creditgate_plugin_hostile`.
@@ -199,6 +200,11 @@ async fn upstream(dir: &Path) -> MockServer {
 
 /// `limit_ms`: the hostile provider's plugin call time limit.
 async fn env(backend: Backend, limit_ms: u64, extra: &str) -> Env {
+    env_with(backend, limit_ms, "", extra).await
+}
+
+/// `hostile`: more settings of the hostile provider's block.
+async fn env_with(backend: Backend, limit_ms: u64, hostile: &str, extra: &str) -> Env {
     captured_logs();
     let dir = tempfile::tempdir().unwrap();
     let upstream = upstream(dir.path()).await;
@@ -225,6 +231,7 @@ plugin_dir = {plugins:?}
 base_url = "{upstream}/v1"
 api_key_file = {key_file:?}
 plugin_call_timeout_ms = {limit_ms}
+{hostile}
 [providers.providers.hostile.options]
 release_file = {release:?}
 entered_file = {entered:?}
@@ -313,6 +320,114 @@ async fn a_blocked_plugin_call_holds_up_no_other_request(backend: Backend) {
     std::fs::write(env.file("release"), "").unwrap();
     until_lines(&env.file("left"), 4).await;
     assert!(logs().contains("exceeded its time limit"));
+    assert_eq!(app.app.store.reconcile().await.unwrap(), vec![]);
+}
+
+async fn scrape(app: &TestApp) -> String {
+    app.http
+        .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the first sample of `metric` labelled plugin="hostile".
+fn hostile_sample(scrape: &str, metric: &str) -> f64 {
+    let line = scrape
+        .lines()
+        .find(|l| l.starts_with(&format!("{metric}{{")) && l.contains("plugin=\"hostile\""))
+        .unwrap_or_else(|| panic!("no {metric} for the hostile plugin in:\n{scrape}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn spawn_run(app: &TestApp, token: &str, input: Value) -> tokio::task::JoinHandle<Value> {
+    let (http, url, token) = (app.http.clone(), app.url("/graphql"), token.to_owned());
+    tokio::spawn(async move {
+        let resp = http
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({"query": RUN, "variables": {"i": input}}))
+            .send()
+            .await
+            .unwrap();
+        resp.json::<Value>().await.unwrap()
+    })
+}
+
+async fn a_hanging_plugin_holds_no_more_threads_than_its_cap(backend: Backend) {
+    let env = env_with(backend, 1_000, "max_concurrent_plugin_calls = 2", "").await;
+    let app = &env.app;
+    let alice = app.member("alice", "acme");
+    let gateway = app.app.ai.gateway();
+    // Two calls hang in the plugin: the provider's cap.
+    let calls = [
+        spawn_run(app, &alice, input("block")),
+        spawn_run(app, &alice, input("block")),
+    ];
+    until_lines(&env.file("entered"), 2).await;
+    // The next fails at once, without reaching the plugin.
+    let r = app.gql(Some(&alice), RUN, json!({"i": input("block")})).await;
+    assert_eq!(r.code(), "PROVIDER_ERROR", "{}", r.0);
+    assert!(r.message().contains("busy"), "{}", r.message());
+    assert_eq!(lines(&env.file("entered")), 2, "the refused call reached the plugin");
+    // Another provider and `me` still answer.
+    let demo = json!({
+        "feature": "CHAT",
+        "provider": "demo",
+        "model": "demo-1",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    });
+    let r = app.gql(Some(&alice), RUN, json!({"i": demo})).await;
+    assert!(!r.data()["runAi"]["content"].as_str().unwrap().is_empty());
+    let me = app.gql(Some(&alice), "{ me { id } }", json!({})).await;
+    assert_eq!(me.data()["me"]["id"], "alice");
+    // The hanging calls fail at their time limit but keep their slots
+    // until the plugin returns: counted stuck, and still refusing.
+    for call in calls {
+        let body = call.await.unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "PROVIDER_ERROR", "{body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("did not finish"),
+            "{body}"
+        );
+    }
+    assert_eq!(gateway.stuck_plugin_calls("hostile"), Some(2));
+    let metrics = scrape(app).await;
+    // The metrics are the test process's, shared with the other tests: at
+    // least this test's stuck calls and its refusal.
+    assert!(hostile_sample(&metrics, "creditgate_plugin_calls_stuck") >= 2.0);
+    assert!(hostile_sample(&metrics, "creditgate_plugin_calls_refused_total") >= 1.0);
+    let r = app.gql(Some(&alice), RUN, json!({"i": input("block")})).await;
+    assert_eq!(r.code(), "PROVIDER_ERROR", "{}", r.0);
+    assert!(r.message().contains("2 of them stuck"), "{}", r.message());
+    assert_eq!(lines(&env.file("entered")), 2);
+    let refused = logs();
+    let refused = refused
+        .lines()
+        .find(|l| l.contains("provider plugin call refused"))
+        .expect("a log line for the refused call");
+    assert!(refused.contains("plugin=hostile"), "{refused}");
+    let wallet = app.wallet(&alice).await;
+    assert_eq!(wallet["held"], "0");
+    // Once the plugin returns, its slots are free again.
+    std::fs::write(env.file("release"), "").unwrap();
+    until_lines(&env.file("left"), 2).await;
+    for _ in 0..3_000 {
+        if gateway.stuck_plugin_calls("hostile") == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gateway.stuck_plugin_calls("hostile"), Some(0));
+    let r = app.gql(Some(&alice), RUN, json!({"i": input("block")})).await;
+    assert_eq!(r.data()["runAi"]["content"], "Hello");
     assert_eq!(app.app.store.reconcile().await.unwrap(), vec![]);
 }
 
@@ -476,6 +591,7 @@ async fn a_plugin_that_cannot_load_stops_the_start_unless_optional(backend: Back
 
 on_both_databases!(
     a_blocked_plugin_call_holds_up_no_other_request,
+    a_hanging_plugin_holds_no_more_threads_than_its_cap,
     a_stream_whose_plugin_blocks_fails_and_releases_its_hold,
     a_plugin_sending_elsewhere_never_carries_the_key_there,
     a_panicking_plugin_is_counted_and_logged_by_name,

@@ -46,6 +46,12 @@ pub struct ProvidersConfig {
     /// thread pool, never on the async runtime; a call over the limit fails
     /// its request with `PROVIDER_ERROR` (its thread is left to finish).
     pub plugin_call_timeout_ms: u64,
+    /// Default cap on one provider's plugin calls in flight, counting the
+    /// calls past their time limit whose plugin code still runs (each holds
+    /// a blocking thread until the plugin returns). A call over the cap
+    /// fails at once with `PROVIDER_ERROR` and its hold is released; other
+    /// providers are not affected.
+    pub max_concurrent_plugin_calls: u32,
     /// Providers by provider id. A loaded plugin that no entry names is
     /// served as a provider of its own id with default settings (and no
     /// platform key); an entry with `enabled = false` hides it.
@@ -90,6 +96,8 @@ pub struct ProviderConfig {
     pub stream_timeout_ms: Option<u64>,
     /// Plugin call time limit override.
     pub plugin_call_timeout_ms: Option<u64>,
+    /// Cap on plugin calls in flight override.
+    pub max_concurrent_plugin_calls: Option<u32>,
     /// Expected SHA-256 (hex) of the plugin file, checked before it is opened.
     pub sha256: Option<String>,
     /// Models served (default: the plugin's), for compatible servers.
@@ -116,6 +124,7 @@ impl Default for ProviderConfig {
             stream_idle_timeout_ms: None,
             stream_timeout_ms: None,
             plugin_call_timeout_ms: None,
+            max_concurrent_plugin_calls: None,
             sha256: None,
             models: None,
             options: BTreeMap::new(),
@@ -152,6 +161,7 @@ impl Default for ProvidersConfig {
             stream_idle_timeout_ms: 60_000,
             stream_timeout_ms: 600_000,
             plugin_call_timeout_ms: 5_000,
+            max_concurrent_plugin_calls: 64,
             providers,
         }
     }

@@ -186,6 +186,20 @@ pub enum ProviderError {
         /// The limit.
         after: Duration,
     },
+    /// The provider's plugin calls in flight are at its cap
+    /// (`max_concurrent_plugin_calls`), stuck calls included: the call was
+    /// refused without reaching the plugin.
+    #[error(
+        "plugin of provider {provider} is busy: {max} calls in flight, its limit ({stuck} of them stuck past their time limit); request refused"
+    )]
+    PluginBusy {
+        /// Provider id.
+        provider: String,
+        /// The cap.
+        max: usize,
+        /// Calls in flight past their time limit.
+        stuck: usize,
+    },
     /// The plugin built a request for a host outside its allowed hosts.
     #[error("plugin of provider {provider} tried to reach {host:?}, which is not an allowed host; request refused")]
     HostNotAllowed {
@@ -229,6 +243,7 @@ impl ProviderError {
             | ProviderError::Plugin { .. }
             | ProviderError::PluginPanic { .. }
             | ProviderError::PluginTimeout { .. }
+            | ProviderError::PluginBusy { .. }
             | ProviderError::NotServed { .. }
             | ProviderError::HostNotAllowed { .. }
             | ProviderError::Other { .. } => ErrorKind::ProviderError,
@@ -259,6 +274,7 @@ impl ProviderError {
             | ProviderError::Plugin { provider, .. }
             | ProviderError::PluginPanic { provider, .. }
             | ProviderError::PluginTimeout { provider, .. }
+            | ProviderError::PluginBusy { provider, .. }
             | ProviderError::NotServed { provider, .. }
             | ProviderError::HostNotAllowed { provider, .. }
             | ProviderError::Other { provider, .. } => provider,

@@ -41,7 +41,10 @@
 //! * **Plugin calls never run on the async runtime** (see `plugin_call`):
 //!   each goes to the blocking pool under the provider's
 //!   `plugin_call_timeout_ms`; one over it fails its request
-//!   ([`ProviderError::PluginTimeout`]). Panics are caught here too (so
+//!   ([`ProviderError::PluginTimeout`]), and each provider caps its calls
+//!   in flight, stuck ones included (`max_concurrent_plugin_calls`; one
+//!   over it fails at once, [`ProviderError::PluginBusy`]), so a hanging
+//!   plugin holds a bounded number of threads. Panics are caught here too (so
 //!   providers added in-process with [`Gateway::with_providers`] cannot panic
 //!   the caller), counted by plugin and logged under its name.
 //! * **Loading** (see `setup`): a plugin file that cannot be loaded stops the
@@ -153,6 +156,8 @@ struct Entry {
     platform_key: Option<SecretString>,
     client: reqwest::Client,
     timeouts: Timeouts,
+    /// The cap on plugin calls in flight, stuck ones included.
+    calls: plugin_call::CallLimit,
 }
 
 /// The provider gateway.
@@ -192,6 +197,13 @@ impl Gateway {
     /// when it is configured but not served.
     pub fn not_served(&self, id: &str) -> Option<&str> {
         self.not_served.get(id).map(String::as_str)
+    }
+
+    /// A served provider's plugin calls past their time limit whose plugin
+    /// code still runs (each holds a blocking thread and one of its
+    /// `max_concurrent_plugin_calls`).
+    pub fn stuck_plugin_calls(&self, id: &str) -> Option<usize> {
+        self.providers.get(id).map(|e| e.calls.stuck())
     }
 
     fn entry(&self, id: &str) -> Result<&Arc<Entry>, ProviderError> {

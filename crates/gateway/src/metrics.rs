@@ -13,6 +13,13 @@ pub const PROVIDER_ERRORS: &str = "creditgate_provider_errors_total";
 pub const PLUGIN_PANICS: &str = "creditgate_plugin_panics_total";
 /// Plugin calls over their time limit, by plugin and provider.
 pub const PLUGIN_TIMEOUTS: &str = "creditgate_plugin_timeouts_total";
+/// Plugin calls past their time limit whose plugin code still runs (each
+/// holds a blocking thread and one of the provider's
+/// `max_concurrent_plugin_calls`), by plugin and provider.
+pub const PLUGIN_CALLS_STUCK: &str = "creditgate_plugin_calls_stuck";
+/// Plugin calls refused because the provider's calls in flight were at
+/// `max_concurrent_plugin_calls`, by plugin and provider.
+pub const PLUGIN_CALLS_REFUSED: &str = "creditgate_plugin_calls_refused_total";
 
 /// The `kind` label of a provider error.
 pub fn kind_label(kind: ErrorKind) -> &'static str {

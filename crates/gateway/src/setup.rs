@@ -15,7 +15,7 @@ use creditgate_provider_sdk::{Manifest, Provider, RequestContext, Transport};
 use secrecy::SecretString;
 
 use crate::hosts::HostPolicy;
-use crate::plugin_call::guard;
+use crate::plugin_call::{CallLimit, guard};
 use crate::{Entry, Gateway, GatewayError, ProviderConfig, ProvidersConfig, SkippedPlugin, Timeouts, executable_dir};
 
 fn valid_provider_id(id: &str) -> bool {
@@ -175,6 +175,7 @@ impl Gateway {
                 allowed = ?entry.hosts.describe(),
                 plugin_hosts_not_allowed = ?entry.hosts.unused_plugin_hosts(manifest),
                 plugin_call_timeout_ms = entry.timeouts.plugin_call.as_millis() as u64,
+                max_concurrent_plugin_calls = entry.calls.max(),
                 "provider ready"
             );
             providers.insert(id, Arc::new(entry));
@@ -263,7 +264,16 @@ fn entry(
             "provider {id}: plugin_call_timeout_ms must be at least 1"
         )));
     }
+    let max_calls = pc
+        .max_concurrent_plugin_calls
+        .unwrap_or(config.max_concurrent_plugin_calls);
+    if max_calls == 0 {
+        return Err(GatewayError::Config(format!(
+            "provider {id}: max_concurrent_plugin_calls must be at least 1"
+        )));
+    }
     Ok(Entry {
+        calls: CallLimit::new(max_calls as usize, &manifest.id, id),
         id: id.to_owned(),
         name: pc.name.clone().unwrap_or_else(|| manifest.name.clone()),
         plugin: Arc::clone(plugin),

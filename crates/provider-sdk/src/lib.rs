@@ -10,6 +10,10 @@
 //!   plugin's side;
 //! * the normalized types ([`ChatRequest`], [`HttpRequest`],
 //!   [`ChatResponse`], [`StreamEvent`], [`ClassifiedError`], [`Manifest`]);
+//! * helpers for what every provider with its own format repeats
+//!   ([`ChatRequest::system_prompt`], [`ChatRequest::turns`],
+//!   [`HttpRequest::post_json`], [`HttpRequest::key_header`],
+//!   [`ClassifiedError::from_http`], [`StreamEvent::chunk`]...);
 //! * [`sse`]: the SSE framing the host uses;
 //! * `testkit` (feature `testkit`): the conformance checks every plugin runs.
 //!
@@ -28,6 +32,7 @@
 //! walk-through.
 
 pub mod abi;
+mod helpers;
 mod key;
 mod manifest;
 pub mod protocol;
@@ -37,6 +42,7 @@ pub mod sse;
 pub mod testkit;
 mod types;
 
+pub use helpers::{error_message, json_error_status, json_with_field};
 pub use key::{KEY_PLACEHOLDER, check_key_placement};
 pub use manifest::{
     KeyPlacement, Manifest, ModelInfo, StreamFraming, Transport, is_valid_host_name, is_valid_plugin_id,

@@ -13,7 +13,9 @@ use crate::{
 /// keeps requests to the hosts the operator allows, owns timeouts, retries
 /// and cancellation, and frames streams. Every method may be called
 /// concurrently from many threads, on a blocking thread pool, under a time
-/// limit per call (the host's `plugin_call_timeout_ms`).
+/// limit per call (the host's `plugin_call_timeout_ms`) and a cap per
+/// provider on calls in flight, stuck ones included (the host's
+/// `max_concurrent_plugin_calls`).
 ///
 /// A plugin is trusted native code inside the server process: these rules
 /// bind what the host does for it, not what its own code could do (see the

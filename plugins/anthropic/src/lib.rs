@@ -18,8 +18,8 @@
 //! * errors: `error.type`, and the `prompt is too long` message for context.
 
 use creditgate_provider_sdk::{
-    ChatRequest, ChatResponse, ClassifiedError, ErrorClass, HttpRequest, KEY_PLACEHOLDER, KeyPlacement, Manifest,
-    Method, ModelInfo, PluginError, Provider, RequestContext, Role, SseEvent, StreamEvent, StreamFraming, UsageUpdate,
+    ChatRequest, ChatResponse, ClassifiedError, ErrorClass, HttpRequest, KeyPlacement, Manifest, ModelInfo,
+    PluginError, Provider, RequestContext, SseEvent, StreamEvent, StreamFraming, UsageUpdate,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -165,20 +165,13 @@ fn classify(status: u16, error: Option<&WireError>) -> ClassifiedError {
         "request_too_large" => ErrorClass::ContextTooLong,
         "invalid_request_error" if message.starts_with("prompt is too long") => ErrorClass::ContextTooLong,
         "invalid_request_error" | "not_found_error" => ErrorClass::BadRequest,
-        _ => match status {
-            401 | 403 => ErrorClass::Auth,
-            429 => ErrorClass::RateLimit,
-            413 => ErrorClass::ContextTooLong,
-            500..=599 => ErrorClass::Overloaded,
-            400..=499 => ErrorClass::BadRequest,
-            _ => ErrorClass::Other,
-        },
+        _ => ErrorClass::from_status(status),
     };
     ClassifiedError::new(class, message)
 }
 
 fn headers(ctx: &RequestContext, req: HttpRequest) -> HttpRequest {
-    req.header("x-api-key", KEY_PLACEHOLDER).header(
+    req.key_header("x-api-key").header(
         "anthropic-version",
         ctx.option("anthropic_version").unwrap_or(DEFAULT_API_VERSION),
     )
@@ -191,24 +184,14 @@ impl Provider for AnthropicProvider {
             .model(ModelInfo::new("claude-haiku-4-5-20251001", 200_000).max_output_tokens(64_000))
             .allowed_host("api.anthropic.com")
             .default_base_url("https://api.anthropic.com/v1")
-            .key(KeyPlacement::Header {
-                name: "x-api-key".into(),
-            })
+            .key(KeyPlacement::header("x-api-key"))
             .streaming(StreamFraming::Sse)
     }
 
     fn build_chat_request(&self, ctx: &RequestContext, request: &ChatRequest) -> Result<HttpRequest, PluginError> {
-        let system: Vec<&str> = request
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::System)
-            .map(|m| m.content.as_str())
-            .collect();
         let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .filter(|m| m.role != Role::System)
-            .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
+            .turns("user", "assistant")
+            .map(|(role, content)| json!({ "role": role, "content": content }))
             .collect();
         if messages.is_empty() {
             return Err(PluginError::unsupported(
@@ -218,14 +201,17 @@ impl Provider for AnthropicProvider {
         let mut body = serde_json::Map::new();
         body.insert("model".into(), json!(request.model));
         body.insert("max_tokens".into(), json!(request.max_output_tokens));
-        if !system.is_empty() {
-            body.insert("system".into(), json!(system.join("\n\n")));
+        if let Some(system) = request.system_prompt("\n\n") {
+            body.insert("system".into(), json!(system));
         }
         body.insert("messages".into(), Value::Array(messages));
         if request.stream {
             body.insert("stream".into(), json!(true));
         }
-        Ok(headers(ctx, HttpRequest::new(Method::Post, ctx.url("/messages"))).json_body(&Value::Object(body)))
+        Ok(headers(
+            ctx,
+            HttpRequest::post_json(ctx.url("/messages"), &Value::Object(body)),
+        ))
     }
 
     fn parse_chat_response(&self, body: &str) -> Result<ChatResponse, PluginError> {
@@ -237,11 +223,7 @@ impl Provider for AnthropicProvider {
             .filter_map(|b| b.text.as_deref())
             .collect::<String>();
         let usage = message.usage.and_then(|u| u.update().complete());
-        Ok(ChatResponse {
-            text,
-            usage,
-            model: message.model,
-        })
+        Ok(ChatResponse::new(text, usage, message.model.as_deref()))
     }
 
     fn classify_error(&self, status: u16, body: &str) -> ClassifiedError {
@@ -285,6 +267,6 @@ impl Provider for AnthropicProvider {
     }
 
     fn build_validate_key_request(&self, ctx: &RequestContext) -> Result<HttpRequest, PluginError> {
-        Ok(headers(ctx, HttpRequest::new(Method::Get, ctx.url("/models?limit=1"))))
+        Ok(headers(ctx, HttpRequest::get(ctx.url("/models?limit=1"))))
     }
 }

@@ -17,8 +17,8 @@
 //!   `rate_limit_exceeded`, `insufficient_quota`, `context_length_exceeded`).
 
 use creditgate_provider_sdk::{
-    ChatRequest, ChatResponse, ClassifiedError, ErrorClass, HttpRequest, KEY_PLACEHOLDER, KeyPlacement, Manifest,
-    Method, ModelInfo, PluginError, Provider, RequestContext, SseEvent, StreamEvent, StreamFraming, Usage, UsageUpdate,
+    ChatRequest, ChatResponse, ClassifiedError, ErrorClass, HttpRequest, KeyPlacement, Manifest, ModelInfo,
+    PluginError, Provider, RequestContext, SseEvent, StreamEvent, StreamFraming, Usage,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -198,9 +198,7 @@ impl Provider for OpenAiProvider {
         if request.stream {
             body.insert("stream_options".into(), json!({ "include_usage": true }));
         }
-        Ok(HttpRequest::new(Method::Post, ctx.url("/chat/completions"))
-            .header("authorization", format!("Bearer {KEY_PLACEHOLDER}"))
-            .json_body(&Value::Object(body)))
+        Ok(HttpRequest::post_json(ctx.url("/chat/completions"), &Value::Object(body)).bearer_key())
     }
 
     fn parse_chat_response(&self, body: &str) -> Result<ChatResponse, PluginError> {
@@ -211,11 +209,8 @@ impl Provider for OpenAiProvider {
             .next()
             .ok_or_else(|| PluginError::parse("the completion has no choices"))?;
         let text = choice.message.content.or(choice.message.refusal).unwrap_or_default();
-        Ok(ChatResponse {
-            text,
-            usage: completion.usage.as_ref().map(WireUsage::usage),
-            model: completion.model,
-        })
+        let usage = completion.usage.as_ref().map(WireUsage::usage);
+        Ok(ChatResponse::new(text, usage, completion.model.as_deref()))
     }
 
     fn classify_error(&self, status: u16, body: &str) -> ClassifiedError {
@@ -249,19 +244,12 @@ impl Provider for OpenAiProvider {
         }
         if let Some(usage) = chunk.usage.as_ref().map(WireUsage::usage) {
             // The last chunk carries the whole request's usage.
-            events.push(StreamEvent::Usage(UsageUpdate {
-                input_tokens: Some(usage.input_tokens),
-                output_tokens: Some(usage.output_tokens),
-                cached_input_tokens: Some(usage.cached_input_tokens),
-                cache_write_tokens: Some(usage.cache_write_tokens),
-                reasoning_tokens: Some(usage.reasoning_tokens),
-            }));
+            events.push(StreamEvent::from(usage));
         }
         Ok(events)
     }
 
     fn build_validate_key_request(&self, ctx: &RequestContext) -> Result<HttpRequest, PluginError> {
-        Ok(HttpRequest::new(Method::Get, ctx.url("/models"))
-            .header("authorization", format!("Bearer {KEY_PLACEHOLDER}")))
+        Ok(HttpRequest::get(ctx.url("/models")).bearer_key())
     }
 }
