@@ -103,6 +103,14 @@ fn describe() {
         "Provider plugin calls over their time limit (the request failed), by plugin and provider."
     );
     describe_gauge!(
+        creditgate_gateway::metrics::PLUGIN_CALLS_STUCK,
+        "Provider plugin calls past their time limit that have not returned yet, by plugin and provider."
+    );
+    describe_counter!(
+        creditgate_gateway::metrics::PLUGIN_CALLS_REFUSED,
+        "Provider plugin calls refused at once because the provider's calls in flight were at its cap."
+    );
+    describe_gauge!(
         HOLDS_OPEN,
         "Open holds (credit reservations of AI calls in flight), all replicas."
     );

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use creditgate_domain::limits::{self, LimitState};
 use creditgate_domain::{ActivityKind, Credits, HoldStatus, Reservation, cycle_at};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     Condition,     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -90,17 +90,18 @@ async fn lock_limits(locked: &LockedWallet, cache: &ReplicaCache) -> StoreResult
         return Ok(Vec::new());
     }
     let ticket = cache.ticket();
-    let team_scope = Expr::cust_with_values(
-        "(SELECT 'team:' || u.team FROM users u WHERE u.id = ?)",
-        [locked.user_id.clone()],
-    );
+    let team_scope = Query::select()
+        .expr(Expr::cust("'team:' || users.team"))
+        .from(users::Entity)
+        .and_where(Expr::col((users::Entity, users::Column::Id)).eq(locked.user_id.as_str()))
+        .to_owned();
     let mut rows = spend_limits::Entity::update_many()
         .col_expr(spend_limits::Column::Spent, Expr::col(spend_limits::Column::Spent))
         .filter(spend_limits::Column::OrgId.eq(locked.org_id.as_str()))
         .filter(
             Condition::any()
                 .add(spend_limits::Column::Scope.eq(member_scope(&locked.user_id)))
-                .add(ExprTrait::eq(Expr::col(spend_limits::Column::Scope), team_scope)),
+                .add(spend_limits::Column::Scope.in_subquery(team_scope)),
         )
         .exec_with_returning(&locked.txn)
         .await?;
