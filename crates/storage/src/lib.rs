@@ -27,11 +27,13 @@ mod plans;
 mod purchases;
 mod query;
 mod realtime;
+mod rollups;
 mod stats;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod usage;
+mod usage_journal;
 
 pub use alerts::BalanceAlert;
 pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
@@ -50,6 +52,7 @@ pub use outbox::{
     AfterAttempt, AttemptRow, OutboxRow, OutgoingEvent, WebhookAttempt, WebhookDelivery, WebhookRoute, WebhookRoutes,
     enqueue, event_types,
 };
+pub use rollups::ROLLUP_GRACE;
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
 pub use stats::PoolStats;
 pub use store::{Store, StoreOptions, WalletListener};
