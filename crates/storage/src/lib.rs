@@ -52,8 +52,8 @@ pub use outbox::{
     AfterAttempt, AttemptRow, OutboxRow, OutgoingEvent, WebhookAttempt, WebhookDelivery, WebhookRoute, WebhookRoutes,
     enqueue, event_types,
 };
-pub use rollups::ROLLUP_GRACE;
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
+pub use rollups::ROLLUP_GRACE;
 pub use stats::PoolStats;
 pub use store::{Store, StoreOptions, WalletListener};
 pub use usage::{Bucket, TeamUsage, UsagePoint, UsageTotals};

@@ -239,7 +239,9 @@ pub enum Bucket {
 /// `date_trunc` (whose weeks start on Monday).
 pub(crate) fn bucket_sql(backend: DbBackend, bucket: Bucket, col: &str) -> String {
     match (backend, bucket) {
-        (DbBackend::Postgres, Bucket::Day) => format!("to_char(date_trunc('day', {col} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"),
+        (DbBackend::Postgres, Bucket::Day) => {
+            format!("to_char(date_trunc('day', {col} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')")
+        }
         (DbBackend::Postgres, Bucket::Week) => {
             format!("to_char(date_trunc('week', {col} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')")
         }

@@ -189,8 +189,18 @@ async fn rollups_answer_as_the_journal_does(backend: Backend) {
         }
     };
     // A day in the middle first (a gap on either side), then the oldest.
-    assert!(env.store.roll_up_day("org", at(START) + Duration::days(5)).await.unwrap());
-    assert!(!env.store.roll_up_day("org", at(START) + Duration::days(5)).await.unwrap());
+    assert!(
+        env.store
+            .roll_up_day("org", at(START) + Duration::days(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !env.store
+            .roll_up_day("org", at(START) + Duration::days(5))
+            .await
+            .unwrap()
+    );
     assert_eq!(env.store.roll_up_usage(3).await.unwrap(), 3);
     let mut got = Vec::new();
     for r in &ranges {
@@ -199,7 +209,11 @@ async fn rollups_answer_as_the_journal_does(backend: Backend) {
     check("partly rolled up", got);
     // All closed days: 0..=7.
     let more = env.store.roll_up_usage(1_000).await.unwrap();
-    assert_eq!(rolled_days(&env.store, "org").await, 8, "days 0..=7 but not the open ones");
+    assert_eq!(
+        rolled_days(&env.store, "org").await,
+        8,
+        "days 0..=7 but not the open ones"
+    );
     assert_eq!(more, 4 + 8, "the rest of this organization's and the other's");
     assert_eq!(env.store.roll_up_usage(1_000).await.unwrap(), 0, "nothing left to do");
     let mut got = Vec::new();
@@ -209,7 +223,11 @@ async fn rollups_answer_as_the_journal_does(backend: Backend) {
     check("rolled up", got);
     // A day later day 8 closes.
     env.clock.advance(Duration::days(1));
-    assert_eq!(env.store.roll_up_usage(1_000).await.unwrap(), 2, "both organizations' day 8");
+    assert_eq!(
+        env.store.roll_up_usage(1_000).await.unwrap(),
+        2,
+        "both organizations' day 8"
+    );
     let mut got = Vec::new();
     for r in &ranges {
         got.push(report(&env.store, *r).await);
@@ -226,7 +244,13 @@ async fn rollups_answer_as_the_journal_does(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(report(&env.store, ranges[1]).await, raw[1]);
-    assert_eq!(env.store.usage_totals("org", day3.0, day3.1 - Duration::minutes(1)).await.unwrap(), UsageTotals::default());
+    assert_eq!(
+        env.store
+            .usage_totals("org", day3.0, day3.1 - Duration::minutes(1))
+            .await
+            .unwrap(),
+        UsageTotals::default()
+    );
 }
 
 /// The open day is left to the journal even when it is in the range.
@@ -250,11 +274,7 @@ async fn concurrent_sweeps_roll_each_day_up_once(backend: Backend) {
     let mut rng = Rng(4_242);
     seed(&env.store, &mut rng, 2_000, 30).await;
     env.clock.set(at(START) + Duration::days(40));
-    let replica = env
-        .db
-        .store(env.clock.clone(), PlanCatalog::shipped())
-        .await
-        .unwrap();
+    let replica = env.db.store(env.clock.clone(), PlanCatalog::shipped()).await.unwrap();
     let everything = (at(START), at(START) + Duration::days(30));
     let want = report(&env.store, everything).await;
     let sweeps = (0..4).map(|i| {
