@@ -19,7 +19,7 @@
 //! journal for every other moment, so the answers never depend on how far
 //! the sweep got.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -27,17 +27,14 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
 };
 
-use crate::entities::{organizations, usage_org_days, usage_rollup_days, usage_user_days, users};
+use crate::entities::{organizations, usage_org_days, usage_rollup_days, usage_user_days};
 use crate::error::StoreResult;
 use crate::store::Store;
-use crate::usage::{Bucket, Row, Span, TeamRow, bucket_sql, day_at_or_after, day_of, totals};
+use crate::usage::{Bucket, Row, Span, bucket_sql, day_at_or_after, day_of, totals};
 use crate::usage_journal::{self as journal, within};
 
 /// How long after its end a UTC day is closed (see the module's invariant).
 pub const ROLLUP_GRACE: Duration = Duration::hours(1);
-
-/// Ids per `IN (...)` list.
-const IDS_PER_QUERY: usize = 1_000;
 
 /// Rows per INSERT when writing a day's sums.
 const INSERT_CHUNK: usize = 500;
@@ -150,41 +147,6 @@ impl Store {
         )
         .group_by(usage_org_days::Column::Feature);
         Ok(q.into_tuple().all(&self.db).await?)
-    }
-
-    /// Per team of the users as last seen: the sums per user, then their
-    /// users' teams (users unknown to `users` left out, as the journal's
-    /// join leaves them): a thousand users' teams are cheaper to look up
-    /// than the team of every user-day.
-    pub(crate) async fn rolled_by_team(&self, org_id: &str, spans: &[Span]) -> StoreResult<Vec<TeamRow>> {
-        let per_user = self.rolled_by_user(org_id, spans).await?;
-        let mut team_of: HashMap<String, Option<String>> = HashMap::with_capacity(per_user.len());
-        for ids in per_user.chunks(IDS_PER_QUERY) {
-            let found: Vec<(String, Option<String>)> = users::Entity::find()
-                .select_only()
-                .column(users::Column::Id)
-                .column(users::Column::Team)
-                .filter(users::Column::Id.is_in(ids.iter().map(|r| r.0.as_str())))
-                .into_tuple()
-                .all(&self.db)
-                .await?;
-            team_of.extend(found);
-        }
-        let mut teams: BTreeMap<Option<String>, TeamRow> = BTreeMap::new();
-        for r in &per_user {
-            let Some(team) = team_of.get(&r.0) else {
-                continue;
-            };
-            let t = teams.entry(team.clone()).or_insert((team.clone(), 0, 0, 0, 0, 0, 0, 0));
-            t.1 += r.1;
-            t.2 += r.2;
-            t.3 += r.3;
-            t.4 += r.4;
-            t.5 += r.5;
-            t.6 += r.6;
-            t.7 += r.7;
-        }
-        Ok(teams.into_values().collect())
     }
 
     pub(crate) async fn rolled_by_bucket(&self, org_id: &str, spans: &[Span], bucket: Bucket) -> StoreResult<Vec<Row>> {

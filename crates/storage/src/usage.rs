@@ -6,7 +6,7 @@
 //! days at the edges, today, closed days not rolled up yet). Both parts are
 //! read concurrently, and their sum equals the sum of the journal alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use creditgate_domain::Credits;
@@ -71,13 +71,11 @@ pub struct UsagePoint {
 pub(crate) type Span = (DateTime<Utc>, DateTime<Utc>);
 /// A key and its sums, as the database returns them.
 pub(crate) type Row = (String, i64, i64, i64, i64, i64, i64, i64);
-pub(crate) type TeamRow = (Option<String>, i64, i64, i64, i64, i64, i64, i64);
+
+/// Ids per `IN (...)` list.
+const IDS_PER_QUERY: usize = 1_000;
 
 pub(crate) fn totals(r: &Row) -> UsageTotals {
-    team_totals(&(None, r.1, r.2, r.3, r.4, r.5, r.6, r.7))
-}
-
-fn team_totals(r: &TeamRow) -> UsageTotals {
     UsageTotals {
         credits: Credits::from_millis(r.1),
         credits_avoided: Credits::from_millis(r.2),
@@ -169,13 +167,25 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<TeamUsage>> {
-        let plan = self.usage_plan(org_id, from, to).await?;
-        let (rolled, raw, members) = tokio::try_join!(
-            self.rolled_by_team(org_id, &plan.rolled),
-            journal::by_team(&self.db, org_id, &plan.raw),
-            self.team_members(org_id)
-        )?;
-        let sums = merge([rolled, raw], |r| (r.0.clone(), team_totals(&r)));
+        let per_user = self.usage_by_user(org_id, from, to).await?;
+        self.usage_by_team_of(org_id, &per_user).await
+    }
+
+    /// [`Store::usage_by_team`] from the usage per user
+    /// ([`Store::usage_by_user`]) of the same range: each user's usage goes
+    /// to their team as last seen (a user unknown to the store to none).
+    pub async fn usage_by_team_of(
+        &self,
+        org_id: &str,
+        per_user: &[(String, UsageTotals)],
+    ) -> StoreResult<Vec<TeamUsage>> {
+        let (team_of, members) = tokio::try_join!(self.teams_of(per_user), self.team_members(org_id))?;
+        let mut sums: BTreeMap<Option<String>, UsageTotals> = BTreeMap::new();
+        for (user, t) in per_user {
+            if let Some(team) = team_of.get(user) {
+                sums.entry(team.clone()).or_default().add(t);
+            }
+        }
         let mut out: Vec<TeamUsage> = members
             .into_iter()
             .map(|(team, members, byok_members)| TeamUsage {
@@ -202,6 +212,23 @@ impl Store {
                 .cmp(&a.totals.credits)
                 .then_with(|| a.team.cmp(&b.team))
         });
+        Ok(out)
+    }
+
+    /// The team as last seen of each of these users the store knows.
+    async fn teams_of(&self, per_user: &[(String, UsageTotals)]) -> StoreResult<HashMap<String, Option<String>>> {
+        let mut out = HashMap::with_capacity(per_user.len());
+        for ids in per_user.chunks(IDS_PER_QUERY) {
+            let found: Vec<(String, Option<String>)> = users::Entity::find()
+                .select_only()
+                .column(users::Column::Id)
+                .column(users::Column::Team)
+                .filter(users::Column::Id.is_in(ids.iter().map(|(id, _)| id.as_str())))
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            out.extend(found);
+        }
         Ok(out)
     }
 

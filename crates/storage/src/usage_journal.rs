@@ -6,13 +6,12 @@ use chrono::{DateTime, Utc};
 use creditgate_domain::{ActivityKind, BillingMode};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
-    Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
-use crate::entities::{journal_entries, users};
+use crate::entities::journal_entries;
 use crate::error::StoreResult;
-use crate::usage::{Bucket, Row, Span, TeamRow, bucket_sql};
+use crate::usage::{Bucket, Row, Span, bucket_sql};
 
 /// `col` within any of `spans` (each `[start, end)`).
 pub(crate) fn within<C: ColumnTrait>(col: C, spans: &[Span]) -> Condition {
@@ -100,26 +99,6 @@ pub(crate) async fn by_feature<C: ConnectionTrait>(
         )
         .group_by(journal_entries::Column::Feature)
     };
-    Ok(q.into_tuple().all(db).await?)
-}
-
-/// Sums per team of the entries' users as last seen (entries of users
-/// unknown to `users` are left out).
-pub(crate) async fn by_team<C: ConnectionTrait>(db: &C, org_id: &str, spans: &[Span]) -> StoreResult<Vec<TeamRow>> {
-    if spans.is_empty() {
-        return Ok(Vec::new());
-    }
-    let by_user = journal_entries::Entity::belongs_to(users::Entity)
-        .from(journal_entries::Column::UserId)
-        .to(users::Column::Id)
-        .into();
-    let q = sums(
-        ai_entries_in(org_id, spans)
-            .select_only()
-            .column(users::Column::Team)
-            .join(JoinType::InnerJoin, by_user),
-    )
-    .group_by(users::Column::Team);
     Ok(q.into_tuple().all(db).await?)
 }
 
