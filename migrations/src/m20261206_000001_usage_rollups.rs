@@ -9,6 +9,9 @@
 //!   written in the same transaction as the day's sums, and its primary key
 //!   is the claim: a day is rolled up once, whichever replica gets there
 //!   first.
+//! - `usage_user_months` and `usage_rollup_months`: the same per user for
+//!   whole UTC months whose every day is rolled up, summed from their days,
+//!   so that a long range reads a row per user and month.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
@@ -37,6 +40,22 @@ enum UsageRollupDays {
     Table,
     OrgId,
     Day,
+    BuiltAt,
+}
+
+#[derive(DeriveIden)]
+enum UsageUserMonths {
+    Table,
+    OrgId,
+    Month,
+    UserId,
+}
+
+#[derive(DeriveIden)]
+enum UsageRollupMonths {
+    Table,
+    OrgId,
+    Month,
     BuiltAt,
 }
 
@@ -116,6 +135,50 @@ impl MigrationTrait for Migration {
             ),
         )
         .await?;
+        create_clustered(
+            manager,
+            with_sums(
+                Table::create()
+                    .table(UsageUserMonths::Table)
+                    .col(ColumnDef::new(UsageUserMonths::OrgId).string().not_null())
+                    .col(
+                        ColumnDef::new(UsageUserMonths::Month)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(UsageUserMonths::UserId).string().not_null()),
+            )
+            .primary_key(
+                Index::create()
+                    .col(UsageUserMonths::OrgId)
+                    .col(UsageUserMonths::Month)
+                    .col(UsageUserMonths::UserId),
+            ),
+        )
+        .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsageRollupMonths::Table)
+                    .col(ColumnDef::new(UsageRollupMonths::OrgId).string().not_null())
+                    .col(
+                        ColumnDef::new(UsageRollupMonths::Month)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(UsageRollupMonths::BuiltAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(UsageRollupMonths::OrgId)
+                            .col(UsageRollupMonths::Month),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_table(
                 Table::create()
@@ -139,6 +202,8 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            UsageRollupMonths::Table.into_iden(),
+            UsageUserMonths::Table.into_iden(),
             UsageRollupDays::Table.into_iden(),
             UsageOrgDays::Table.into_iden(),
             UsageUserDays::Table.into_iden(),

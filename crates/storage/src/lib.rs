@@ -27,6 +27,7 @@ mod plans;
 mod purchases;
 mod query;
 mod realtime;
+mod rollup_months;
 mod rollups;
 mod stats;
 mod store;

@@ -17,7 +17,8 @@
 //! (their insert conflicts; on PostgreSQL it waits for the winner's commit).
 //! Readers use the rollups of a day only when its row is there, and the
 //! journal for every other moment, so the answers never depend on how far
-//! the sweep got.
+//! the sweep got. Whole months are summed per user once all their days are
+//! ([`crate::rollup_months`]).
 
 use std::collections::BTreeSet;
 
@@ -29,6 +30,7 @@ use sea_orm::{
 
 use crate::entities::{organizations, usage_org_days, usage_rollup_days, usage_user_days};
 use crate::error::StoreResult;
+use crate::rollup_months::{month_of, next_month};
 use crate::store::Store;
 use crate::usage::{Bucket, Row, Span, bucket_sql, day_at_or_after, day_of, totals};
 use crate::usage_journal::{self as journal, within};
@@ -37,7 +39,7 @@ use crate::usage_journal::{self as journal, within};
 pub const ROLLUP_GRACE: Duration = Duration::hours(1);
 
 /// Rows per INSERT when writing a day's sums.
-const INSERT_CHUNK: usize = 500;
+pub(crate) const INSERT_CHUNK: usize = 500;
 
 /// Which part of a range comes from where.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,7 +50,7 @@ pub(crate) struct Plan {
     pub raw: Vec<Span>,
 }
 
-fn rolled_sums<E: EntityTrait>(q: Select<E>) -> Select<E> {
+pub(crate) fn rolled_sums<E: EntityTrait>(q: Select<E>) -> Select<E> {
     let sum = |col: &str| Expr::cust(format!("CAST(COALESCE(SUM({col}), 0) AS BIGINT)"));
     q.expr_as(sum("credits"), "credits")
         .expr_as(sum("credits_avoided"), "avoided")
@@ -164,7 +166,7 @@ impl Store {
     }
 }
 
-fn sums_of(r: &Row) -> [i64; 7] {
+pub(crate) fn sums_of(r: &Row) -> [i64; 7] {
     let t = totals(r);
     [
         t.credits.millis(),
@@ -179,8 +181,10 @@ fn sums_of(r: &Row) -> [i64; 7] {
 
 impl Store {
     /// Rolls up to `limit` closed days not rolled up yet, of every
-    /// organization, oldest first. Returns how many this call rolled up
-    /// (days another replica took meanwhile are not counted).
+    /// organization, oldest first (from the first of the month of its first
+    /// AI usage), and then its whole months whose days are all rolled up.
+    /// Returns how many days and months this call rolled up (those another
+    /// replica took meanwhile are not counted).
     pub async fn roll_up_usage(&self, limit: u64) -> StoreResult<u64> {
         let closed_before = day_of(self.clock.now() - ROLLUP_GRACE);
         let orgs: Vec<String> = organizations::Entity::find()
@@ -198,25 +202,40 @@ impl Store {
             let Some(first) = journal::first_at(&self.db, &org).await? else {
                 continue;
             };
-            let mut day = day_of(first);
-            if day >= closed_before {
+            let start = month_of(first);
+            if start >= closed_before {
                 continue;
             }
-            let done: BTreeSet<DateTime<Utc>> = usage_rollup_days::Entity::find()
+            let mut done: BTreeSet<DateTime<Utc>> = usage_rollup_days::Entity::find()
                 .select_only()
                 .column(usage_rollup_days::Column::Day)
                 .filter(usage_rollup_days::Column::OrgId.eq(org.as_str()))
-                .filter(usage_rollup_days::Column::Day.gte(day))
+                .filter(usage_rollup_days::Column::Day.gte(start))
                 .into_tuple::<DateTime<Utc>>()
                 .all(&self.db)
                 .await?
                 .into_iter()
                 .collect();
+            let mut day = start;
             while day < closed_before && built < limit {
-                if !done.contains(&day) && self.roll_up_day(&org, day).await? {
-                    built += 1;
+                if !done.contains(&day) {
+                    if self.roll_up_day(&org, day).await? {
+                        built += 1;
+                    }
+                    // Rolled up now, by this call or by another replica.
+                    done.insert(day);
                 }
                 day += Duration::days(1);
+            }
+            let months = self.rolled_months(&org).await?;
+            let mut month = start;
+            while next_month(month) <= closed_before && built < limit {
+                let whole =
+                    (0..(next_month(month) - month).num_days()).all(|d| done.contains(&(month + Duration::days(d))));
+                if whole && !months.contains(&month) && self.roll_up_month(&org, month).await? {
+                    built += 1;
+                }
+                month = next_month(month);
             }
         }
         Ok(built)

@@ -88,7 +88,10 @@ pub(crate) fn totals(r: &Row) -> UsageTotals {
 }
 
 /// Adds rows of both parts up by key.
-fn merge<K: Ord, R>(parts: [Vec<R>; 2], split: impl Fn(R) -> (K, UsageTotals)) -> BTreeMap<K, UsageTotals> {
+fn merge<K: Ord, R, const N: usize>(
+    parts: [Vec<R>; N],
+    split: impl Fn(R) -> (K, UsageTotals),
+) -> BTreeMap<K, UsageTotals> {
     let mut out: BTreeMap<K, UsageTotals> = BTreeMap::new();
     for row in parts.into_iter().flatten() {
         let (k, t) = split(row);
@@ -131,11 +134,13 @@ impl Store {
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<(String, UsageTotals)>> {
         let plan = self.usage_plan(org_id, from, to).await?;
-        let (rolled, raw) = tokio::try_join!(
-            self.rolled_by_user(org_id, &plan.rolled),
+        let (months, days) = self.split_months(org_id, &plan.rolled).await?;
+        let (months, days, raw) = tokio::try_join!(
+            self.rolled_months_by_user(org_id, &months),
+            self.rolled_by_user(org_id, &days),
             journal::by_user(&self.db, org_id, &plan.raw)
         )?;
-        let mut out: Vec<(String, UsageTotals)> = merge([rolled, raw], |r| (r.0.clone(), totals(&r)))
+        let mut out: Vec<(String, UsageTotals)> = merge([months, days, raw], |r| (r.0.clone(), totals(&r)))
             .into_iter()
             .collect();
         out.sort_by(|a, b| b.1.credits.cmp(&a.1.credits).then_with(|| a.0.cmp(&b.0)));

@@ -10,7 +10,9 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use creditgate_domain::{ActivityKind, PlanCatalog, Role};
-use creditgate_storage::entities::{journal_entries, usage_org_days, usage_rollup_days};
+use creditgate_storage::entities::{
+    journal_entries, usage_org_days, usage_rollup_days, usage_rollup_months, usage_user_days,
+};
 use creditgate_storage::testing::Backend;
 use creditgate_storage::{Bucket, Identity, Store, TeamUsage, UsagePoint, UsageTotals};
 use futures::future::join_all;
@@ -267,16 +269,29 @@ async fn open_days_are_not_rolled_up(backend: Backend) {
     assert_eq!(rolled_days(&env.store, "org").await, 2, "past the grace period");
 }
 
-/// Four sweeps on two replicas at once: each day is rolled up once, and
-/// the rolled-up sums equal the journal's.
+/// Four sweeps on two replicas at once: each day and month is rolled up
+/// once, the rolled-up sums equal the journal's, and ranges over the whole
+/// rolled-up month (read per user from its month rollup) answer as before.
 async fn concurrent_sweeps_roll_each_day_up_once(backend: Backend) {
     let env = env(backend, START).await;
     let mut rng = Rng(4_242);
-    seed(&env.store, &mut rng, 2_000, 30).await;
+    // March (31 days) and the first days of April.
+    seed(&env.store, &mut rng, 2_000, 35).await;
     env.clock.set(at(START) + Duration::days(40));
     let replica = env.db.store(env.clock.clone(), PlanCatalog::shipped()).await.unwrap();
-    let everything = (at(START), at(START) + Duration::days(30));
-    let want = report(&env.store, everything).await;
+    let ranges = [
+        (at(START), at(START) + Duration::days(31)),
+        (at(START) - Duration::days(3), at(START) + Duration::days(36)),
+        (
+            at(START) - Duration::minutes(5),
+            at(START) + Duration::days(34) + Duration::minutes(7),
+        ),
+        (at(START) + Duration::hours(5), at(START) + Duration::days(31)),
+    ];
+    let mut want = Vec::new();
+    for r in ranges {
+        want.push(report(&env.store, r).await);
+    }
     let sweeps = (0..4).map(|i| {
         let store = if i % 2 == 0 { env.store.clone() } else { replica.clone() };
         tokio::spawn(async move {
@@ -294,7 +309,12 @@ async fn concurrent_sweeps_roll_each_day_up_once(backend: Backend) {
     let days = rolled_days(&env.store, "org").await + rolled_days(&env.store, "other").await;
     // Closed: days 0..=38, the empty ones after the last entry too.
     assert_eq!(days, 2 * 39, "every closed day of two organizations");
-    assert_eq!(built, days, "each day counted by exactly one sweep");
+    let months = usage_rollup_months::Entity::find()
+        .count(env.store.connection())
+        .await
+        .unwrap();
+    assert_eq!(months, 2, "March of both organizations (April is not over)");
+    assert_eq!(built, days + months, "each day and month counted by exactly one sweep");
     let requests: Option<i64> = usage_org_days::Entity::find()
         .select_only()
         .expr(Expr::cust("CAST(SUM(requests) AS BIGINT)"))
@@ -309,8 +329,21 @@ async fn concurrent_sweeps_roll_each_day_up_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(requests, Some(ai as i64), "no entry counted twice");
-    assert_eq!(report(&env.store, everything).await, want);
-    assert_eq!(report(&replica, everything).await, want);
+    for (r, w) in ranges.iter().zip(&want) {
+        assert_eq!(&report(&env.store, *r).await, w, "range {r:?}");
+        assert_eq!(&report(&replica, *r).await, w, "range {r:?} on the other replica");
+    }
+    // March per user is read from its month rollup: its days' rows gone,
+    // perUser over March answers as before.
+    usage_user_days::Entity::delete_many()
+        .exec(env.store.connection())
+        .await
+        .unwrap();
+    let march = ranges[0];
+    assert_eq!(
+        env.store.usage_by_user("org", march.0, march.1).await.unwrap(),
+        want[0].users
+    );
 }
 
 trait AiOnly {
