@@ -205,17 +205,17 @@ async fn main() -> Result<()> {
         t.elapsed()
     );
     let t = Instant::now();
-    let (mut days, mut passes) = (0, 0);
+    let (mut rolled, mut passes) = (0, 0);
     loop {
         let n = store.roll_up_usage(50).await?;
         if n == 0 {
             break;
         }
-        days += n;
+        rolled += n;
         passes += 1;
     }
     println!(
-        "housekeeping rolled up {days} closed days in {passes} passes of at most 50: {:.1?}",
+        "housekeeping rolled up {rolled} closed days and months in {passes} passes of at most 50: {:.1?}",
         t.elapsed()
     );
     // Fresh statistics of the rollup tables too, as a long-lived database has.
