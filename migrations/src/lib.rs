@@ -12,6 +12,7 @@ mod m20261202_000001_actor;
 mod m20261203_000001_balance_alerts;
 mod m20261204_000001_webhooks;
 mod m20261205_000001_spend_limits;
+mod m20261206_000001_usage_rollups;
 mod m20261207_000001_wallet_alerts;
 
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_balance_alerts::Migration),
             Box::new(m20261204_000001_webhooks::Migration),
             Box::new(m20261205_000001_spend_limits::Migration),
+            Box::new(m20261206_000001_usage_rollups::Migration),
             Box::new(m20261207_000001_wallet_alerts::Migration),
         ]
     }

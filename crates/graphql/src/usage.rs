@@ -105,6 +105,18 @@ pub struct OrgUsage {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     granularity: Granularity,
+    /// The usage per user, read once for perUser and perTeam alike.
+    per_user: tokio::sync::OnceCell<Vec<(String, StoredTotals)>>,
+}
+
+impl OrgUsage {
+    async fn per_user_sums(&self, ctx: &Context<'_>) -> ApiResult<&[(String, StoredTotals)]> {
+        let rows = self
+            .per_user
+            .get_or_try_init(|| services(ctx).store.usage_by_user(&self.org_id, self.from, self.to))
+            .await?;
+        Ok(rows)
+    }
 }
 
 #[Object]
@@ -125,17 +137,17 @@ impl OrgUsage {
             Some(n) => n.min(MAX_PER_USER),
         };
         let store = &services(ctx).store;
-        let mut rows = store.usage_by_user(&self.org_id, self.from, self.to).await?;
-        rows.truncate(usize::try_from(first).unwrap_or(0));
+        let all = self.per_user_sums(ctx).await?;
+        let rows = &all[..all.len().min(usize::try_from(first).unwrap_or(0))];
         let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
         let users = store.users(&ids).await?;
         Ok(rows
-            .into_iter()
+            .iter()
             .filter_map(|(id, t)| {
-                users.iter().find(|u| u.id == id).map(|u| UserUsage {
+                users.iter().find(|u| &u.id == id).map(|u| UserUsage {
                     user: User::from(u.clone()),
                     permanent_spent: t.permanent_spent.into(),
-                    totals: t.into(),
+                    totals: (*t).into(),
                 })
             })
             .collect())
@@ -143,10 +155,8 @@ impl OrgUsage {
 
     /// Teams (the JWT team claim; null: no team) ordered by credits consumed, most first.
     async fn per_team(&self, ctx: &Context<'_>) -> ApiResult<Vec<TeamUsage>> {
-        let rows = services(ctx)
-            .store
-            .usage_by_team(&self.org_id, self.from, self.to)
-            .await?;
+        let per_user = self.per_user_sums(ctx).await?;
+        let rows = services(ctx).store.usage_by_team_of(&self.org_id, per_user).await?;
         Ok(rows
             .into_iter()
             .map(|t| TeamUsage {
@@ -233,6 +243,7 @@ impl UsageQuery {
             from: range.from,
             to: range.to,
             granularity: range.granularity,
+            per_user: tokio::sync::OnceCell::new(),
         })
     }
 }

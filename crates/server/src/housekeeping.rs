@@ -3,12 +3,17 @@
 //! PENDING purchases that never got a checkout session within
 //! `payments.abandoned_purchase_secs` are marked FAILED, and outgoing
 //! webhooks delivered or given up more than `webhooks.retention_days` ago
-//! are deleted. Each claims its rows with guarded statements, so every
-//! replica may run it at once.
+//! are deleted, and closed days of AI usage are rolled up for orgUsage (a
+//! few at a time: each reads a day of an organization's journal). Each
+//! claims its rows with guarded statements (a rolled-up day by its unique
+//! marker row), so every replica may run it at once.
 
 use creditgate_storage::Store;
 
 use crate::config::Config;
+
+/// The most (organization, day) usage rollups one pass builds.
+const ROLLUP_DAYS_PER_PASS: u64 = 50;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Housekeeping {
@@ -56,6 +61,11 @@ impl Housekeeping {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "forgot outgoing webhooks past their retention"),
             Err(e) => tracing::warn!(error = %e, "outgoing webhook pruning failed"),
+        }
+        match store.roll_up_usage(batch.min(ROLLUP_DAYS_PER_PASS)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(days = n, "rolled up closed days of AI usage"),
+            Err(e) => tracing::warn!(error = %e, "usage rollup failed"),
         }
     }
 }

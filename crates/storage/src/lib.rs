@@ -28,11 +28,14 @@ mod plans;
 mod purchases;
 mod query;
 mod realtime;
+mod rollup_months;
+mod rollups;
 mod stats;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod usage;
+mod usage_journal;
 
 pub use alerts::BalanceAlert;
 pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
@@ -53,6 +56,7 @@ pub use outbox::{
     enqueue, event_types,
 };
 pub use purchases::{NewPurchase, ProviderEvent, Purchase, PurchaseStart, PurchaseStatus, PurchaseUpdate, RefundShare};
+pub use rollups::ROLLUP_GRACE;
 pub use stats::PoolStats;
 pub use store::{Store, StoreOptions, WalletListener};
 pub use usage::{Bucket, TeamUsage, UsagePoint, UsageTotals};
