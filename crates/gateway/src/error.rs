@@ -319,3 +319,45 @@ pub struct SkippedPlugin {
     /// Why.
     pub reason: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn error_kinds() {
+        let p = || "p".to_owned();
+        assert_eq!(
+            ProviderError::KeyRejected {
+                provider: p(),
+                key_source: KeySource::User,
+                message: String::new()
+            }
+            .kind(),
+            ErrorKind::KeyInvalid
+        );
+        assert_eq!(
+            ProviderError::KeyRejected {
+                provider: p(),
+                key_source: KeySource::Platform,
+                message: String::new()
+            }
+            .kind(),
+            ErrorKind::ProviderError
+        );
+        assert!(
+            ProviderError::Timeout {
+                provider: p(),
+                what: "x",
+                after: Duration::ZERO
+            }
+            .is_retryable()
+        );
+        assert_eq!(
+            ProviderError::UnknownProvider(p()).kind(),
+            ErrorKind::UnknownProviderOrModel
+        );
+    }
+}

@@ -27,7 +27,9 @@ use std::time::Instant;
 use creditgate_provider_sdk::{PluginError, PluginErrorKind, Provider};
 use tokio::sync::Semaphore;
 
-use crate::{Entry, ProviderError, truncate};
+use crate::ProviderError;
+use crate::gateway::Entry;
+use crate::redact::truncate;
 
 /// One provider's cap on plugin calls in flight, and its stuck calls.
 pub(crate) struct CallLimit {

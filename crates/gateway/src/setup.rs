@@ -14,9 +14,10 @@ use std::time::Duration;
 use creditgate_provider_sdk::{Manifest, Provider, RequestContext, Transport};
 use secrecy::SecretString;
 
+use crate::gateway::{Entry, Timeouts};
 use crate::hosts::HostPolicy;
 use crate::plugin_call::{CallLimit, guard};
-use crate::{Entry, Gateway, GatewayError, ProviderConfig, ProvidersConfig, SkippedPlugin, Timeouts, executable_dir};
+use crate::{Gateway, GatewayError, ProviderConfig, ProvidersConfig, SkippedPlugin, executable_dir};
 
 fn valid_provider_id(id: &str) -> bool {
     !id.is_empty()

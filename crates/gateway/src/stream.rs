@@ -18,7 +18,8 @@ use creditgate_provider_sdk::{PluginError, SseEvent, StreamEvent as PluginEvent,
 use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 
-use crate::{Entry, ProviderError, Usage};
+use crate::gateway::Entry;
+use crate::{ProviderError, Usage};
 
 /// What the plugin made of a batch of events: one result per event, up to
 /// and including the first error.
@@ -31,7 +32,7 @@ pub(crate) fn http_source(provider: String, response: reqwest::Response) -> Byte
     Box::pin(response.bytes_stream().map(move |item| {
         item.map_err(|err| ProviderError::StreamInterrupted {
             provider: provider.clone(),
-            message: crate::error_chain(&err),
+            message: crate::redact::error_chain(&err),
         })
     }))
 }
@@ -137,7 +138,7 @@ pub struct ChatStream {
     idle_sleep: Pin<Box<Sleep>>,
     total_sleep: Pin<Box<Sleep>>,
     done: bool,
-    key: crate::Key,
+    key: crate::keys::Key,
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -150,7 +151,7 @@ impl std::fmt::Debug for ChatStream {
 }
 
 impl ChatStream {
-    pub(crate) fn new(entry: Arc<Entry>, source: ByteSource, model: String, key: crate::Key) -> Self {
+    pub(crate) fn new(entry: Arc<Entry>, source: ByteSource, model: String, key: crate::keys::Key) -> Self {
         let meter = StreamMeter::default();
         meter.update(|s| s.model = model);
         let now = Instant::now();
@@ -176,7 +177,7 @@ impl ChatStream {
     }
 
     fn fail(&mut self, err: ProviderError) {
-        let err = crate::redact_error(err, self.key.secret());
+        let err = crate::redact::redact_error(err, self.key.secret());
         self.meter.update(|s| s.error = Some(err.clone()));
         self.pending.push_back(Err(err));
         self.finish_reading();
@@ -254,7 +255,7 @@ impl ChatStream {
                     }
                     PluginEvent::Error(err) => {
                         let key_source = self.key.source;
-                        self.fail(crate::from_class(&self.provider, None, None, err, key_source));
+                        self.fail(crate::classify::from_class(&self.provider, None, None, err, key_source));
                         return;
                     }
                 }
