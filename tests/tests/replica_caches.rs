@@ -104,7 +104,10 @@ async fn a_spend_limit_set_on_one_replica_binds_on_every_other() {
 
     // A hold on B: the organization has no limit, and B remembers that.
     let store_b = &b.app.store;
-    store_b.place_hold("alice", &HoldRequest::new(credits("1"))).await.unwrap();
+    store_b
+        .place_hold("alice", &HoldRequest::new(credits("1")))
+        .await
+        .unwrap();
 
     // The admin caps alice at 2 credits on A; then a later change of her
     // wallet on A, heard by B after the `forget`.
@@ -122,7 +125,10 @@ async fn a_spend_limit_set_on_one_replica_binds_on_every_other() {
         matches!(refused, Err(StoreError::SpendLimitReached { .. })),
         "{refused:?}"
     );
-    store_b.place_hold("alice", &HoldRequest::new(credits("1"))).await.unwrap();
+    store_b
+        .place_hold("alice", &HoldRequest::new(credits("1")))
+        .await
+        .unwrap();
     let limit = store_b.spend_limit_for("alice").await.unwrap().unwrap();
     assert_eq!(limit.spent, credits("2"));
 }
@@ -157,5 +163,8 @@ async fn a_replica_that_cannot_listen_caches_nothing() {
         .put_byok_key("alice", "anthropic", "ciphertext-2".to_owned(), "sk-…0002".to_owned())
         .await
         .unwrap();
-    assert_eq!(providers(&b.app.store.byok_routes("alice").await.unwrap()), ["anthropic"]);
+    assert_eq!(
+        providers(&b.app.store.byok_routes("alice").await.unwrap()),
+        ["anthropic"]
+    );
 }

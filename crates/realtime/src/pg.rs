@@ -165,12 +165,7 @@ enum Next {
     Notification(Result<Option<PgNotification>, sqlx::Error>),
 }
 
-pub(crate) async fn listen(
-    settings: ListenSettings,
-    store: Store,
-    fanout: Arc<Fanout>,
-    cancel: CancellationToken,
-) {
+pub(crate) async fn listen(settings: ListenSettings, store: Store, fanout: Arc<Fanout>, cancel: CancellationToken) {
     let ListenSettings {
         url,
         channel,

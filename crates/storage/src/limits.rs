@@ -15,8 +15,8 @@ use creditgate_domain::limits::{self, LimitState};
 use creditgate_domain::{ActivityKind, Credits, HoldStatus, Reservation, cycle_at};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    Condition,     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use crate::cache::{Cached, ReplicaCache, announce_forget};

@@ -14,11 +14,11 @@ use sea_orm::{
     EntityTrait, QueryFilter, Statement, TransactionTrait,
 };
 
+use crate::alerts::StoredAlerts;
+use crate::cache::{Cached, ReplicaCache};
 use crate::entities::{journal_entries, organizations, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Entry, UsageDetails, Wallet, WalletChange};
-use crate::alerts::StoredAlerts;
-use crate::cache::{Cached, ReplicaCache};
 use crate::outbox::{OutgoingEvent, event_types};
 
 /// Told about every committed wallet change, after its commit, in commit
