@@ -120,7 +120,8 @@ async fn seed(store: &Store, cli: &Cli, start: DateTime<Utc>) -> Result<()> {
             let stop = (i + per_stmt).min(end);
             let rows: Vec<_> = (i..stop)
                 .map(|k| {
-                    let at = start + chrono::Duration::seconds((k as i64 * 7_919) % span);
+                    // In time order, as production appends them.
+                    let at = start + chrono::Duration::milliseconds(k as i64 * span * 1_000 / cli.entries as i64);
                     entry(&users[k % users.len()], at, k)
                 })
                 .collect();
