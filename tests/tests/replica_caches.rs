@@ -8,7 +8,7 @@
 
 use creditgate_domain::{ActivityKind, Credits};
 use creditgate_e2e::ws::{WALLET_UPDATED, WsClient, live_subscriptions};
-use creditgate_e2e::{Backend, TestApp};
+use creditgate_e2e::{Backend, Replica, TestApp};
 use creditgate_storage::{CreditRequest, HoldRequest, LimitTarget, StoreError};
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
@@ -47,8 +47,9 @@ async fn until_permanent(c: &mut WsClient, id: &str, permanent: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_written_on_one_replica_is_never_served_stale_by_another() {
+/// Replicas A and B of one PostgreSQL database, with alice's wallet
+/// subscribed on B (its first wallet already read).
+async fn two_replicas() -> (TestApp, Replica, WsClient, String) {
     let a = TestApp::new(Backend::Postgres).await;
     let b = a.replica("").await;
     let token = a.member("alice", "acme");
@@ -56,6 +57,12 @@ async fn a_key_written_on_one_replica_is_never_served_stale_by_another() {
     let wid = c.subscribe(WALLET_UPDATED).await;
     c.next(&wid, "walletUpdated").await;
     live_subscriptions(&b.app, 1).await;
+    (a, b, c, wid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_written_on_one_replica_is_never_served_stale_by_another() {
+    let (a, b, mut c, wid) = two_replicas().await;
 
     // B routes alice by her keys: none yet, and it remembers that.
     assert!(b.app.store.byok_routes("alice").await.unwrap().is_empty());
@@ -94,13 +101,7 @@ async fn a_key_written_on_one_replica_is_never_served_stale_by_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spend_limit_set_on_one_replica_binds_on_every_other() {
-    let a = TestApp::new(Backend::Postgres).await;
-    let b = a.replica("").await;
-    let token = a.member("alice", "acme");
-    let mut c = WsClient::connect(b.addr, &token).await;
-    let wid = c.subscribe(WALLET_UPDATED).await;
-    c.next(&wid, "walletUpdated").await;
-    live_subscriptions(&b.app, 1).await;
+    let (a, b, mut c, wid) = two_replicas().await;
 
     // A hold on B: the organization has no limit, and B remembers that.
     let store_b = &b.app.store;
@@ -135,13 +136,7 @@ async fn a_spend_limit_set_on_one_replica_binds_on_every_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_cannot_listen_caches_nothing() {
-    let a = TestApp::new(Backend::Postgres).await;
-    let b = a.replica("").await;
-    let token = a.member("alice", "acme");
-    let mut c = WsClient::connect(b.addr, &token).await;
-    let wid = c.subscribe(WALLET_UPDATED).await;
-    c.next(&wid, "walletUpdated").await;
-    live_subscriptions(&b.app, 1).await;
+    let (a, b, mut c, wid) = two_replicas().await;
     a.app
         .store
         .put_byok_key("alice", "openai", "ciphertext-1".to_owned(), "sk-…0001".to_owned())
