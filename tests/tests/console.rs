@@ -13,6 +13,7 @@
 //! browser.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -52,9 +53,21 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Stops chromedriver and every browser process it started: they share
+    /// chromedriver's own process group, and each carries this browser's
+    /// profile folder on its command line (a renderer that left the group
+    /// still does). Nothing outlives the test.
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let profile = self._profile.path().display().to_string();
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &profile])
+            .status();
     }
 }
 
@@ -90,6 +103,8 @@ impl Browser {
         .arg(format!("--port={port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        // A process group of its own, which the browser joins: one kill ends both.
+        .process_group(0)
         .spawn()
         .expect("chromedriver (apt-get install -y chromium-driver)");
         let profile = tempfile::tempdir().unwrap();
