@@ -91,6 +91,7 @@ impl App {
         let plans = Arc::new(config.plan_catalog()?);
         let mut options = StoreOptions::new(config.database_url());
         options.max_connections = config.database_max_connections;
+        options.ledger_writers = config.ledger_writers;
         options.hold_ttl = chrono::Duration::seconds(i64::try_from(config.sweep.hold_ttl_secs).unwrap_or(600));
         config.realtime.validate().map_err(|(key, message)| ConfigError::Key {
             key,

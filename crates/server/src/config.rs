@@ -216,6 +216,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Pool size on PostgreSQL.
     pub database_max_connections: u32,
+    /// Writer tasks that commit concurrent holds and settles together
+    /// (group commit); 0 turns it off. Default: 1 on SQLite, 4 on PostgreSQL.
+    pub ledger_writers: Option<usize>,
     pub listen: SocketAddr,
     /// HS256 secret; default: generated into `data_dir` on first start.
     #[serde(skip_serializing)]
@@ -255,6 +258,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_max_connections: 16,
+            ledger_writers: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             jwt_secret: None,
             jwt: JwtConfig::default(),
@@ -358,6 +362,9 @@ impl Config {
         }
         if self.database_max_connections == 0 {
             return Err(key("database_max_connections", "must be at least 1"));
+        }
+        if self.ledger_writers.is_some_and(|w| w > 64) {
+            return Err(key("ledger_writers", "must be 0 to 64"));
         }
         if !matches!(self.environment.as_str(), "development" | "production") {
             return Err(key("environment", "must be `development` or `production`"));

@@ -39,6 +39,9 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+/// Buckets of operations per group commit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("cannot install the metrics recorder: {0}")]
@@ -57,6 +60,10 @@ fn recorder() -> Result<PrometheusHandle, MetricsError> {
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(creditgate_storage::metrics::BATCH_SIZE.into()),
+            BATCH_BUCKETS,
+        )?
         .install_recorder()?;
     describe();
     let upkeep = handle.clone();
@@ -84,6 +91,10 @@ fn describe() {
     describe_counter!(
         creditgate_storage::metrics::CREDITS_CHARGED,
         "Credits charged, in milli-credits, by billing mode."
+    );
+    describe_histogram!(
+        creditgate_storage::metrics::BATCH_SIZE,
+        "Holds and settles committed together by one ledger writer's transaction (group commit)."
     );
     describe_histogram!(
         creditgate_gateway::metrics::PROVIDER_LATENCY,

@@ -259,7 +259,7 @@ impl Store {
         let out = match self.lock_wallet(user_id, false).await? {
             Some(locked) => match write(&locked.txn).await {
                 Ok(out) => {
-                    if let Err(e) = announce_forget(&locked.txn, channel, Cached::Keys, user_id).await {
+                    if let Err(e) = announce_forget(&*locked.txn, channel, Cached::Keys, user_id).await {
                         locked.rollback().await?;
                         return Err(e);
                     }

@@ -71,7 +71,7 @@ impl Store {
             let prior = journal_entries::Entity::find()
                 .filter(journal_entries::Column::UserId.eq(user_id))
                 .filter(journal_entries::Column::IdempotencyKey.eq(key.as_str()))
-                .one(&locked.txn)
+                .one(&*locked.txn)
                 .await?;
             if let Some(prior) = prior {
                 locked.rollback().await?;

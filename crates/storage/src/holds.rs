@@ -8,9 +8,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::entities::{holds, journal_entries};
 use crate::error::{StoreError, StoreResult};
+use crate::group::{Done, Op, Resolve};
 use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet};
 use crate::outbox::{OutgoingEvent, event_types};
-use crate::store::{EntryExtras, Store};
+use crate::store::{EntryExtras, LockedWallet, Store};
 
 /// Credits to reserve for a call whose cost is known only afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,7 @@ pub enum Placement {
 }
 
 /// What resolving a hold keeps besides the money.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Outcome {
     /// The call's result (JSON), for idempotent retries.
     result: Option<String>,
@@ -82,61 +83,83 @@ fn hold_from(row: &holds::Model) -> Hold {
     }
 }
 
+/// What applying a hold to a locked wallet gave.
+pub(crate) enum HoldApplied {
+    Placed(Hold),
+    Existing(Placement),
+}
+
+/// What applying a resolution to a locked wallet gave: its entry is the
+/// `entry`-th of the change the wallet commits.
+pub(crate) struct ResolveApplied {
+    pub charged: Credits,
+    pub overrun: bool,
+    pub entry: Option<usize>,
+}
+
+/// A refusal (the inner error) leaves the locked wallet as it was; the
+/// outer error is a failure of the database, after which the transaction
+/// must be given up.
+pub(crate) type Applied<T> = StoreResult<Result<T, StoreError>>;
+
 impl Store {
     // ---------------------------------------------------------------- holds
 
     /// Reserves credits for a call, monthly first; INSUFFICIENT_CREDITS when
     /// the wallet does not afford it.
     pub async fn place_hold(&self, user_id: &str, req: &HoldRequest) -> StoreResult<Placement> {
-        let mut locked = self.lock_existing(user_id).await?;
+        match self
+            .submit(Op::Hold {
+                user_id: user_id.to_owned(),
+                req: req.clone(),
+            })
+            .await?
+        {
+            Done::Hold(p) => Ok(p),
+            Done::Resolve(_) => Err(StoreError::corrupt("a hold was answered as a resolution")),
+        }
+    }
+
+    /// Places a hold on `locked` (see [`Store::place_hold`]).
+    pub(crate) async fn apply_hold(&self, locked: &mut LockedWallet, req: &HoldRequest) -> Applied<HoldApplied> {
         if let Some(key) = &req.idempotency_key {
             let prior = holds::Entity::find()
-                .filter(holds::Column::UserId.eq(user_id))
+                .filter(holds::Column::UserId.eq(locked.user_id.as_str()))
                 .filter(holds::Column::IdempotencyKey.eq(key.as_str()))
-                .one(&locked.txn)
+                .one(&*locked.txn)
                 .await?;
             if let Some(prior) = prior {
+                if prior.request_hash != req.request_hash {
+                    return Ok(Err(StoreError::IdempotencyConflict));
+                }
                 let entry = journal_entries::Entity::find()
-                    .filter(journal_entries::Column::UserId.eq(user_id))
+                    .filter(journal_entries::Column::UserId.eq(locked.user_id.as_str()))
                     .filter(journal_entries::Column::HoldId.eq(prior.id.as_str()))
                     .filter(journal_entries::Column::Kind.eq(ActivityKind::AiUsage.as_str()))
-                    .one(&locked.txn)
+                    .one(&*locked.txn)
                     .await?;
-                locked.rollback().await?;
-                if prior.request_hash != req.request_hash {
-                    return Err(StoreError::IdempotencyConflict);
-                }
                 let status = prior.status.parse().map_err(StoreError::corrupt)?;
-                return Ok(Placement::Existing {
+                return Ok(Ok(HoldApplied::Existing(Placement::Existing {
                     hold: hold_from(&prior),
                     status,
                     entry: entry.map(Entry::try_from).transpose()?.map(Box::new),
                     result: prior.result.clone(),
-                });
+                })));
             }
         }
         let reservation = if req.amount.is_zero() && req.minimum.is_none() {
             // A request paid otherwise (BYOK) still takes a hold of nothing:
             // its idempotency, its result and its sweep work the same way.
-            Ok(creditgate_domain::Reservation {
+            creditgate_domain::Reservation {
                 monthly: Credits::ZERO,
                 permanent: Credits::ZERO,
                 cycle_start: locked.state.cycle.start,
-            })
+            }
         } else {
             // The wallet and the spend limits that apply, in one step.
-            crate::limits::reserve(&mut locked, &self.cache, req).await?
-        };
-        let reservation = match reservation {
-            Ok(r) => r,
-            Err(e) => {
-                // A closed cycle is still worth keeping.
-                if locked.has_changes() {
-                    locked.commit_and_publish(self).await?;
-                } else {
-                    locked.rollback().await?;
-                }
-                return Err(e);
+            match crate::limits::reserve(locked, &self.cache, req).await? {
+                Ok(r) => r,
+                Err(refused) => return Ok(Err(refused)),
             }
         };
         let details = req
@@ -148,7 +171,7 @@ impl Store {
         let now = locked.now;
         let row = holds::Model {
             id: uuid::Uuid::now_v7().to_string(),
-            user_id: user_id.to_owned(),
+            user_id: locked.user_id.clone(),
             monthly_part: reservation.monthly.millis(),
             permanent_part: reservation.permanent.millis(),
             cycle_start: reservation.cycle_start,
@@ -164,15 +187,10 @@ impl Store {
         };
         let hold = hold_from(&row);
         let active: holds::ActiveModel = row.into();
-        if let Err(e) = holds::Entity::insert(active).exec_without_returning(&locked.txn).await {
-            locked.rollback().await?;
-            return Err(e.into());
-        }
-        let change = locked.commit_and_publish(self).await?;
-        Ok(Placement::Placed {
-            hold,
-            wallet: change.wallet,
-        })
+        holds::Entity::insert(active)
+            .exec_without_returning(&*locked.txn)
+            .await?;
+        Ok(Ok(HoldApplied::Placed(hold)))
     }
 
     /// Charges the actual cost of a call (never more than its hold; a cost
@@ -298,39 +316,62 @@ impl Store {
         if cost.is_negative() {
             return Err(StoreError::InvalidInput("a cost cannot be negative".into()));
         }
-        let mut locked = self.lock_existing(user_id).await?;
+        let op = Op::Resolve(Resolve {
+            user_id: user_id.to_owned(),
+            hold_id: hold_id.to_owned(),
+            cost,
+            status,
+            usage,
+            outcome,
+        });
+        match self.submit(op).await? {
+            Done::Resolve(r) => Ok(r),
+            Done::Hold(_) => Err(StoreError::corrupt("a resolution was answered as a hold")),
+        }
+    }
+
+    /// Resolves a hold of `locked` (see [`Store::resolve_hold`]).
+    pub(crate) async fn apply_resolve(&self, locked: &mut LockedWallet, r: &Resolve) -> Applied<ResolveApplied> {
+        let Resolve {
+            hold_id,
+            cost,
+            status,
+            usage,
+            outcome,
+            ..
+        } = r;
+        let (cost, status) = (*cost, *status);
         let mut claim = holds::Entity::update_many()
             .col_expr(holds::Column::Status, Expr::value(status.as_str()))
             .col_expr(holds::Column::ResolvedAt, Expr::value(Some(locked.now)));
-        if let Some(result) = outcome.result {
-            claim = claim.col_expr(holds::Column::Result, Expr::value(Some(result)));
+        if let Some(result) = &outcome.result {
+            claim = claim.col_expr(holds::Column::Result, Expr::value(Some(result.clone())));
         }
         if outcome.forget_key || status == HoldStatus::Expired {
             claim = claim.col_expr(holds::Column::IdempotencyKey, Expr::value(Option::<String>::None));
         }
         let claimed = claim
-            .filter(holds::Column::Id.eq(hold_id))
-            .filter(holds::Column::UserId.eq(user_id))
+            .filter(holds::Column::Id.eq(hold_id.as_str()))
+            .filter(holds::Column::UserId.eq(locked.user_id.as_str()))
             .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
-            .exec_with_returning(&locked.txn)
+            .exec_with_returning(&*locked.txn)
             .await?
             .pop();
         let Some(row) = claimed else {
-            let existing = holds::Entity::find_by_id(hold_id.to_owned())
-                .filter(holds::Column::UserId.eq(user_id))
-                .one(&locked.txn)
+            let existing = holds::Entity::find_by_id(hold_id.clone())
+                .filter(holds::Column::UserId.eq(locked.user_id.as_str()))
+                .one(&*locked.txn)
                 .await?;
-            locked.rollback().await?;
-            return Err(match existing {
+            return Ok(Err(match existing {
                 Some(h) => StoreError::HoldNotOpen {
-                    id: hold_id.to_owned(),
+                    id: hold_id.clone(),
                     status: h.status,
                 },
                 None => StoreError::NotFound {
                     what: "hold",
-                    id: hold_id.to_owned(),
+                    id: hold_id.clone(),
                 },
-            });
+            }));
         };
         let reservation = Reservation {
             monthly: Credits::from_millis(row.monthly_part),
@@ -338,9 +379,9 @@ impl Store {
             cycle_start: row.cycle_start,
         };
         let settlement = locked.state.settle_hold(&reservation, cost);
-        crate::limits::resolve(&locked, &self.cache, &reservation, settlement.charged).await?;
+        crate::limits::resolve(locked, &self.cache, &reservation, settlement.charged).await?;
         let usage = match usage {
-            Some(u) => Some(u),
+            Some(u) => Some(u.clone()),
             None if status == HoldStatus::Expired => {
                 let mut u: UsageDetails = row
                     .details
@@ -353,8 +394,8 @@ impl Store {
             }
             None => None,
         };
-        let writes_entry = usage.is_some() || settlement.charged.is_positive();
-        if writes_entry {
+        let mut entry = None;
+        if usage.is_some() || settlement.charged.is_positive() {
             let posting = Posting {
                 kind: ActivityKind::AiUsage,
                 monthly_delta: settlement.monthly_delta,
@@ -364,14 +405,14 @@ impl Store {
                     .overrun
                     .then(|| "The provider reported more than was held; charged the hold".into()),
             };
-            locked.push(
+            entry = Some(locked.push(
                 posting,
                 EntryExtras {
                     usage,
                     hold_id: Some(row.id.clone()),
                     ..EntryExtras::default()
                 },
-            );
+            ));
         }
         if let Some((provider, reason)) = &outcome.key_failed {
             let event = OutgoingEvent::new(
@@ -384,10 +425,7 @@ impl Store {
                     "holdId": row.id,
                 }),
             );
-            if let Err(e) = crate::outbox::enqueue(&locked.txn, &self.webhooks, &event, locked.now).await {
-                locked.rollback().await?;
-                return Err(e);
-            }
+            crate::outbox::enqueue(&locked.txn, &self.webhooks, &event, locked.now).await?;
         }
         if let Some(expiry) = settlement.expiry.clone() {
             locked.push(
@@ -398,25 +436,18 @@ impl Store {
                 },
             );
         }
-        let change = locked.commit_and_publish(self).await?;
-        let entry = if writes_entry {
-            change.entries.iter().find(|e| e.kind == ActivityKind::AiUsage).cloned()
-        } else {
-            None
-        };
         if settlement.overrun {
             tracing::warn!(
-                hold_id,
-                user_id,
+                hold_id = row.id,
+                user_id = locked.user_id,
                 "provider reported more usage than was held; charged the hold"
             );
         }
-        Ok(Resolution {
+        Ok(Ok(ResolveApplied {
             charged: settlement.charged,
             overrun: settlement.overrun,
             entry,
-            wallet: change.wallet,
-        })
+        }))
     }
 
     /// The open holds of a user.

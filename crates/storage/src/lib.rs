@@ -14,6 +14,7 @@ mod cache;
 mod credits;
 pub mod entities;
 mod error;
+mod group;
 mod holds;
 mod identity;
 mod keyed;
@@ -42,6 +43,8 @@ pub use byok::{AiSettings, ByokKeyRecord, StoredCiphertext};
 pub use cache::{Cached, FORGET};
 pub use credits::CreditRequest;
 pub use error::{StoreError, StoreResult};
+#[cfg(feature = "test-support")]
+pub use group::{BatchAnswer, BatchOp};
 pub use holds::{HoldRequest, Placement};
 pub use keyed::KeyedHold;
 pub use limits::{LimitTarget, SpendLimit};

@@ -103,7 +103,7 @@ async fn lock_limits(locked: &LockedWallet, cache: &ReplicaCache) -> StoreResult
                 .add(spend_limits::Column::Scope.eq(member_scope(&locked.user_id)))
                 .add(spend_limits::Column::Scope.in_subquery(team_scope)),
         )
-        .exec_with_returning(&locked.txn)
+        .exec_with_returning(&*locked.txn)
         .await?;
     if rows.is_empty() {
         // None for this member: is there any in the organization?
@@ -113,7 +113,7 @@ async fn lock_limits(locked: &LockedWallet, cache: &ReplicaCache) -> StoreResult
             .filter(spend_limits::Column::OrgId.eq(locked.org_id.as_str()))
             .limit(1)
             .into_tuple::<String>()
-            .one(&locked.txn)
+            .one(&*locked.txn)
             .await?;
         cache.keep_limited(ticket, &locked.org_id, any.is_some());
     }

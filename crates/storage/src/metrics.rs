@@ -8,6 +8,9 @@ use crate::model::WalletChange;
 /// Credits charged, in milli-credits (exact integers), by billing mode.
 pub const CREDITS_CHARGED: &str = "creditgate_credits_charged_millicredits_total";
 
+/// Operations per group commit (see `group`).
+pub const BATCH_SIZE: &str = "creditgate_ledger_batch_size";
+
 /// Counts the credits a committed change charged.
 pub(crate) fn count_charges(change: &WalletChange) {
     for entry in &change.entries {

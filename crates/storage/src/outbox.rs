@@ -185,6 +185,7 @@ impl Store {
     /// The configured endpoints events are written for.
     pub fn with_webhook_routes(mut self, routes: WebhookRoutes) -> Self {
         self.webhooks = routes;
+        self.new_writers();
         self
     }
 

@@ -516,7 +516,7 @@ impl Store {
             )
             .col_expr(purchases::Column::Status, Expr::value(status.as_str()))
             .filter(purchases::Column::Id.eq(purchase_id))
-            .exec_with_returning(&locked.txn)
+            .exec_with_returning(&*locked.txn)
             .await;
         let updated = match updated {
             Ok(mut rows) => rows.pop(),

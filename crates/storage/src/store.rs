@@ -18,6 +18,7 @@ use crate::alerts::StoredAlerts;
 use crate::cache::{Cached, ReplicaCache};
 use crate::entities::{journal_entries, organizations, wallets};
 use crate::error::{StoreError, StoreResult};
+use crate::group::GroupCommit;
 use crate::model::{Entry, UsageDetails, Wallet, WalletChange};
 use crate::outbox::{OutgoingEvent, event_types};
 
@@ -42,6 +43,10 @@ pub struct StoreOptions {
     pub notify_channel: Option<String>,
     /// The balance-alert thresholds of users who have not set their own.
     pub alert_thresholds: Thresholds,
+    /// Writer tasks that apply concurrent holds and settles in shared
+    /// transactions (group commit, see [`crate::group`]); 0 turns it off.
+    /// `None`: one on SQLite (it has one writer), four on PostgreSQL.
+    pub ledger_writers: Option<usize>,
 }
 
 impl StoreOptions {
@@ -53,6 +58,7 @@ impl StoreOptions {
             hold_ttl: chrono::Duration::minutes(10),
             notify_channel: None,
             alert_thresholds: Thresholds::shipped(),
+            ledger_writers: None,
         }
     }
 }
@@ -71,6 +77,10 @@ pub struct Store {
     /// Users and BYOK keys as this replica last read them (see [`crate::cache`]).
     pub(crate) cache: Arc<ReplicaCache>,
     listener: Option<Arc<dyn WalletListener>>,
+    /// The writers holds and settles go through (none in a writer's own
+    /// copy of the store).
+    pub(crate) group: Option<Arc<GroupCommit>>,
+    ledger_writers: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -113,6 +123,10 @@ impl Store {
             .filter(|_| db.get_database_backend() == DbBackend::Postgres);
         // One process owns a SQLite database: nothing changes behind its back.
         let cache = Arc::new(ReplicaCache::new(db.get_database_backend() == DbBackend::Sqlite));
+        let ledger_writers = options.ledger_writers.unwrap_or(match db.get_database_backend() {
+            DbBackend::Sqlite => 1,
+            _ => 4,
+        });
         Ok(Store {
             db,
             clock,
@@ -123,6 +137,8 @@ impl Store {
             alert_defaults: Arc::new(options.alert_thresholds.clone()),
             cache,
             listener: None,
+            group: Some(Arc::new(GroupCommit::new(ledger_writers))),
+            ledger_writers,
         })
     }
 
@@ -155,7 +171,14 @@ impl Store {
 
     pub fn with_listener(mut self, listener: Arc<dyn WalletListener>) -> Self {
         self.listener = Some(listener);
+        self.new_writers();
         self
+    }
+
+    /// Gives this (changed) copy of the store writers of its own, which
+    /// publish to its listener and write its webhooks.
+    pub(crate) fn new_writers(&mut self) {
+        self.group = Some(Arc::new(GroupCommit::new(self.ledger_writers)));
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -216,15 +239,26 @@ impl Store {
         user_id: &str,
         only_if_cycle_ended: bool,
     ) -> StoreResult<Option<LockedWallet>> {
+        let txn = Txn::Own(parent.begin().await?);
+        self.lock_wallet_in(txn, user_id, only_if_cycle_ended).await
+    }
+
+    /// [`Store::lock_wallet`] in `txn`: its own transaction, or a batch's
+    /// (group commit), which the batch commits or rolls back as a whole.
+    pub(crate) async fn lock_wallet_in(
+        &self,
+        txn: Txn,
+        user_id: &str,
+        only_if_cycle_ended: bool,
+    ) -> StoreResult<Option<LockedWallet>> {
         let now = self.clock.now();
-        let txn = parent.begin().await?;
         let mut update = wallets::Entity::update_many()
             .col_expr(wallets::Column::Version, Expr::col(wallets::Column::Version).add(1))
             .filter(wallets::Column::UserId.eq(user_id));
         if only_if_cycle_ended {
             update = update.filter(wallets::Column::CycleEnd.lte(now));
         }
-        let mut rows = update.exec_with_returning(&txn).await?;
+        let mut rows = update.exec_with_returning(&*txn).await?;
         let Some(row) = rows.pop() else {
             txn.rollback().await?;
             return Ok(None);
@@ -246,7 +280,7 @@ impl Store {
         };
         if locked.state.cycle_ended(now) {
             let org = organizations::Entity::find_by_id(locked.org_id.clone())
-                .one(&locked.txn)
+                .one(&*locked.txn)
                 .await?
                 .ok_or_else(|| StoreError::corrupt(format!("wallet of `{user_id}` has no organization")))?;
             let current = cycle_at(org.billing_anchor, now);
@@ -307,9 +341,47 @@ pub(crate) struct EntryExtras {
     pub reference: Option<String>,
 }
 
+/// The transaction a locked wallet is changed in.
+pub(crate) enum Txn {
+    /// Its own (or a savepoint of its caller's): committed with the change.
+    Own(DatabaseTransaction),
+    /// A batch's (see [`crate::group`]): the batch commits it, or rolls
+    /// back all of it on any error.
+    Shared(Arc<DatabaseTransaction>),
+}
+
+impl std::ops::Deref for Txn {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        match self {
+            Txn::Own(t) => t,
+            Txn::Shared(t) => t,
+        }
+    }
+}
+
+impl Txn {
+    /// Gives up what this transaction wrote (a shared one: the batch's
+    /// owner does, once the error reaches it).
+    pub async fn rollback(self) -> StoreResult<()> {
+        if let Txn::Own(t) = self {
+            t.rollback().await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self) -> StoreResult<()> {
+        if let Txn::Own(t) = self {
+            t.commit().await?;
+        }
+        Ok(())
+    }
+}
+
 /// A wallet locked inside an open transaction, with the changes to write.
 pub(crate) struct LockedWallet {
-    pub txn: DatabaseTransaction,
+    pub txn: Txn,
     pub user_id: String,
     pub org_id: String,
     /// The version after the lock's bump.
@@ -327,8 +399,10 @@ pub(crate) struct LockedWallet {
 }
 
 impl LockedWallet {
-    pub fn push(&mut self, posting: Posting, extras: EntryExtras) {
+    /// Adds an entry to write; its index among the change's entries.
+    pub fn push(&mut self, posting: Posting, extras: EntryExtras) -> usize {
         self.pending.push((posting, extras));
+        self.pending.len() - 1
     }
 
     pub fn has_changes(&self) -> bool {
@@ -414,7 +488,7 @@ impl LockedWallet {
             .col_expr(wallets::Column::UpdatedAt, Expr::value(now))
             .filter(wallets::Column::UserId.eq(user_id.as_str()))
             .filter(wallets::Column::Version.eq(version))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if updated.rows_affected != 1 {
             txn.rollback().await?;
@@ -457,7 +531,7 @@ impl LockedWallet {
                 reasoning_tokens: Set(usage.reasoning_tokens),
                 actor: Set(usage.actor),
             };
-            let inserted = journal_entries::Entity::insert(row).exec_with_returning(&txn).await;
+            let inserted = journal_entries::Entity::insert(row).exec_with_returning(&*txn).await;
             let inserted = match inserted {
                 Ok(m) => m,
                 Err(e) => {
@@ -473,7 +547,7 @@ impl LockedWallet {
                 "entries of `{user_id}` do not add up to the new balance"
             )));
         }
-        let alerts = match crate::alerts::record_alerts(&txn, &user_id, &org_id, version, now, &raised).await {
+        let alerts = match crate::alerts::record_alerts(&*txn, &user_id, &org_id, version, now, &raised).await {
             Ok(a) => a,
             Err(e) => {
                 txn.rollback().await?;
@@ -487,7 +561,8 @@ impl LockedWallet {
                 return Err(e);
             }
         }
-        if let Some(channel) = channel {
+        // A batch announces its changes together, before its commit.
+        if let (Some(channel), Txn::Own(_)) = (channel, &txn) {
             let payload = format!("{version} {user_id}");
             let notify = Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -507,10 +582,19 @@ impl LockedWallet {
         })
     }
 
-    /// Gives up: nothing is written.
+    /// Gives up: nothing is written. In a batch's transaction, the lock's
+    /// version bump is undone (no one else saw it: the wallet is still
+    /// locked) and the batch goes on.
     pub async fn rollback(self) -> StoreResult<()> {
-        self.txn.rollback().await?;
-        Ok(())
+        if let Txn::Shared(txn) = &self.txn {
+            wallets::Entity::update_many()
+                .col_expr(wallets::Column::Version, Expr::col(wallets::Column::Version).sub(1))
+                .filter(wallets::Column::UserId.eq(self.user_id.as_str()))
+                .filter(wallets::Column::Version.eq(self.version))
+                .exec(&**txn)
+                .await?;
+        }
+        self.txn.rollback().await
     }
 
     /// Commits when something changed (a closed cycle, say), else rolls back.

@@ -75,8 +75,20 @@ impl TestDb {
 
     /// A migrated store on this database.
     pub async fn store(&self, clock: Arc<dyn Clock>, plans: PlanCatalog) -> Result<Store, StoreError> {
+        self.store_with(clock, plans, |_| ()).await
+    }
+
+    /// [`TestDb::store`] with options of the test's own (group commit off,
+    /// say).
+    pub async fn store_with(
+        &self,
+        clock: Arc<dyn Clock>,
+        plans: PlanCatalog,
+        options_for: impl FnOnce(&mut StoreOptions),
+    ) -> Result<Store, StoreError> {
         let mut options = StoreOptions::new(&self.url);
         options.max_connections = 32;
+        options_for(&mut options);
         let store = Store::connect(&options, clock, Arc::new(plans)).await?;
         store.migrate().await?;
         Ok(store)
