@@ -206,6 +206,15 @@ async fn scrape_shows_requests_credits_and_provider_calls(backend: Backend) {
         None
     );
 
+    // Every hold, settle and release is counted with how many operations
+    // shared its commit (the two runs: two holds, a settle and a release).
+    assert!(after.grew(&before, "creditgate_ledger_batch_size_count", &[]) >= 4.0);
+    assert!(
+        after
+            .get("creditgate_ledger_batch_size_bucket", &[("le", "1")])
+            .is_some_and(|ones| ones >= 4.0)
+    );
+
     // Gauges read at scrape time.
     assert_eq!(after.get("creditgate_holds_open", &[]), Some(0.0));
     let max = after.get("creditgate_db_pool_max_connections", &[]).unwrap();

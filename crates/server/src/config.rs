@@ -502,6 +502,7 @@ mod tests {
                 "monthly_credits_per_user",
             ),
             ("unknown_key = 1", "unknown_key"),
+            ("ledger_writers = 65", "ledger_writers"),
             ("[metrics]\ntoken = \"short\"", "metrics.token"),
             ("[metrics]\nlisten = \"127.0.0.1:8080\"", "metrics.listen"),
             ("[metrics]\nlisten = \"nowhere\"", "listen"),

@@ -141,6 +141,15 @@ impl Drop for Busy<'_> {
     }
 }
 
+impl Counts {
+    /// A commit of `ops` operations.
+    fn record(&self, ops: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.ops.fetch_add(ops as u64, Ordering::Relaxed);
+        metrics::histogram!(crate::metrics::BATCH_SIZE).record(ops as f64);
+    }
+}
+
 /// The writers of one store (see the module's documentation).
 pub(crate) struct GroupCommit {
     /// Holds and settles submitted and not yet answered.
@@ -205,9 +214,7 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Job>, counts: Arc<
                 Err(_) => break,
             }
         }
-        counts.batches.fetch_add(1, Ordering::Relaxed);
-        counts.ops.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        metrics::histogram!(crate::metrics::BATCH_SIZE).record(jobs.len() as f64);
+        counts.record(jobs.len());
         store.run_batch(jobs).await;
     }
 }
@@ -275,8 +282,7 @@ impl Store {
         // so no hand-off to a writer either.
         let busy = Busy::enter(&group.in_flight);
         if busy.alone {
-            group.counts.batches.fetch_add(1, Ordering::Relaxed);
-            group.counts.ops.fetch_add(1, Ordering::Relaxed);
+            group.counts.record(1);
             return self.run_alone(op).await;
         }
         let (reply, answer) = oneshot::channel();

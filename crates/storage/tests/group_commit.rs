@@ -220,14 +220,6 @@ async fn batches_match_one_at_a_time(backend: Backend, steps: Vec<Step>, cuts: V
     assert_eq!((ops, batches), (0, 0), "run_batch_for_test bypasses the queue");
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
     #[test]

@@ -66,3 +66,12 @@ pub async fn assert_books_balance(store: &Store, user: &str) {
     let off = store.reconcile().await.unwrap();
     assert!(off.is_empty(), "reconcile found {off:?}");
 }
+
+/// A runtime for a property test's case (proptest runs cases synchronously).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
