@@ -27,12 +27,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use creditgate_domain::{Credits, HoldStatus, WalletState};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::entities::{holds, journal_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::holds::{HoldApplied, HoldRequest, Outcome, Placement, ResolveApplied};
-use crate::model::{Hold, Resolution, UsageDetails, Wallet, WalletChange};
+use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet, WalletChange};
 use crate::store::{Store, Txn};
 
 /// Operations a writer takes into one transaction at most.
@@ -219,6 +220,80 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Job>, counts: Arc<
     }
 }
 
+/// A batch's transaction, with the rows its wallets write together at its
+/// end: the new holds and the journal entries, each kind in one statement.
+pub(crate) struct Batch {
+    pub txn: DatabaseTransaction,
+    holds: Mutex<Vec<holds::ActiveModel>>,
+    entries: Mutex<Vec<journal_entries::ActiveModel>>,
+}
+
+impl Batch {
+    fn new(txn: DatabaseTransaction) -> Self {
+        Batch {
+            txn,
+            holds: Mutex::new(Vec::new()),
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn defer_hold(&self, row: holds::ActiveModel) {
+        self.holds.lock().unwrap_or_else(PoisonError::into_inner).push(row);
+    }
+
+    pub(crate) fn defer_entry(&self, row: journal_entries::ActiveModel) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).push(row);
+    }
+
+    /// Whether an entry of hold `hold_id` waits to be written.
+    pub(crate) fn defers_entry_of(&self, hold_id: &str) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|e| e.hold_id.try_as_ref().is_some_and(|h| h.as_deref() == Some(hold_id)))
+    }
+
+    fn entries_deferred(&self) -> usize {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Writes the deferred rows; the entries as written, in the order they
+    /// were deferred.
+    async fn flush(&self) -> StoreResult<Vec<Entry>> {
+        let holds = std::mem::take(&mut *self.holds.lock().unwrap_or_else(PoisonError::into_inner));
+        if !holds.is_empty() {
+            holds::Entity::insert_many(holds)
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        let rows = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<(Option<String>, Option<i64>)> = rows
+            .iter()
+            .map(|r| (r.user_id.try_as_ref().cloned(), r.balance_after.try_as_ref().copied()))
+            .collect();
+        // One statement numbers its rows in the order given; RETURNING may
+        // list them in any order, so they are put back in id order and
+        // checked against what was asked.
+        let mut written = journal_entries::Entity::insert_many(rows)
+            .exec_with_returning(&self.txn)
+            .await?;
+        written.sort_by_key(|m| m.id);
+        let same = written.len() == wanted.len()
+            && written
+                .iter()
+                .zip(&wanted)
+                .all(|(m, (user, balance))| user.as_ref() == Some(&m.user_id) && *balance == Some(m.balance_after));
+        if !same {
+            return Err(StoreError::corrupt("a batch's entries came back out of order"));
+        }
+        written.into_iter().map(Entry::try_from).collect()
+    }
+}
+
 /// What an operation gave before its wallet's change committed.
 #[expect(
     clippy::large_enum_variant,
@@ -238,6 +313,25 @@ struct Applied {
     user_id: String,
     org_id: String,
     version: i64,
+    /// Which of the batch's deferred entries are this wallet's.
+    deferred: std::ops::Range<usize>,
+}
+
+/// Gives each wallet's change the entries the batch wrote for it.
+fn hand_out(entries: Vec<Entry>, applied: &mut [Applied]) -> StoreResult<()> {
+    let mut entries = entries.into_iter();
+    for a in applied {
+        let theirs: Vec<Entry> = entries.by_ref().take(a.deferred.len()).collect();
+        if theirs.len() != a.deferred.len() {
+            return Err(StoreError::corrupt("a batch wrote fewer entries than it deferred"));
+        }
+        match &mut a.change {
+            Some(change) => change.entries = theirs,
+            None if theirs.is_empty() => {}
+            None => return Err(StoreError::corrupt("entries deferred for a wallet that did not change")),
+        }
+    }
+    Ok(())
 }
 
 impl Applied {
@@ -248,6 +342,7 @@ impl Applied {
             user_id,
             org_id,
             version,
+            ..
         } = self;
         let wallet = |state: &WalletState| Wallet::from_state(&user_id, &org_id, state, version);
         answers
@@ -432,11 +527,11 @@ impl Store {
         &self,
         wallets: &BTreeMap<&str, Vec<&Op>>,
     ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
-        let txn = Arc::new(self.db.begin().await.map_err(|e| Failed::Before(e.into()))?);
+        let batch = Arc::new(Batch::new(self.db.begin().await.map_err(|e| Failed::Before(e.into()))?));
         let mut applied = Vec::with_capacity(wallets.len());
         let mut failed = None;
         for (user_id, ops) in wallets {
-            match self.apply_ops(Some(&txn), user_id, ops).await {
+            match self.apply_ops(Some(&batch), user_id, ops).await {
                 Ok(a) => applied.push(a),
                 Err(e) => {
                     failed = Some(e);
@@ -444,21 +539,31 @@ impl Store {
                 }
             }
         }
+        if failed.is_none() {
+            match batch.flush().await {
+                Ok(entries) => {
+                    if let Err(e) = hand_out(entries, &mut applied) {
+                        failed = Some(e);
+                    }
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
         if failed.is_none()
-            && let Err(e) = self.announce(&txn, &applied).await
+            && let Err(e) = self.announce(&batch.txn, &applied).await
         {
             failed = Some(e);
         }
-        let Ok(txn) = Arc::try_unwrap(txn) else {
+        let Ok(batch) = Arc::try_unwrap(batch) else {
             return Err(Failed::Before(StoreError::corrupt(
                 "a batch's transaction outlived its wallets",
             )));
         };
         if let Some(e) = failed {
-            let _ = txn.rollback().await;
+            let _ = batch.txn.rollback().await;
             return Err(Failed::Before(e));
         }
-        txn.commit().await.map_err(|e| Failed::Commit(e.into()))?;
+        batch.txn.commit().await.map_err(|e| Failed::Commit(e.into()))?;
         let mut out = Vec::with_capacity(applied.len());
         for a in applied {
             if let Some(change) = &a.change {
@@ -499,14 +604,9 @@ impl Store {
     /// a transaction of its own), applies `ops` to it in order and writes
     /// the result (commits it, when in its own). An error is a failure of
     /// the database: nothing of it was written, or the batch is given up.
-    async fn apply_ops(
-        &self,
-        shared: Option<&Arc<DatabaseTransaction>>,
-        user_id: &str,
-        ops: &[&Op],
-    ) -> StoreResult<Applied> {
+    async fn apply_ops(&self, shared: Option<&Arc<Batch>>, user_id: &str, ops: &[&Op]) -> StoreResult<Applied> {
         let locked = match shared {
-            Some(txn) => self.lock_wallet_in(Txn::Shared(txn.clone()), user_id, false).await?,
+            Some(batch) => self.lock_wallet_in(Txn::Shared(batch.clone()), user_id, false).await?,
             None => self.lock_wallet(user_id, false).await?,
         };
         let Some(mut locked) = locked else {
@@ -525,6 +625,7 @@ impl Store {
                 user_id: user_id.to_owned(),
                 org_id: String::new(),
                 version: 0,
+                deferred: 0..0,
             });
         };
         let mut answers = Vec::with_capacity(ops.len());
@@ -554,6 +655,7 @@ impl Store {
         }
         let (user_id, org_id) = (locked.user_id.clone(), locked.org_id.clone());
         let version = locked.version;
+        let first = shared.map_or(0, |b| b.entries_deferred());
         let change = if wrote || locked.has_changes() {
             Some(locked.commit_notifying(self.notify_channel.as_deref()).await?)
         } else {
@@ -566,6 +668,7 @@ impl Store {
             user_id,
             org_id,
             version,
+            deferred: first..shared.map_or(first, |b| b.entries_deferred()),
         })
     }
 

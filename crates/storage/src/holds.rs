@@ -11,7 +11,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::group::{Done, Op, Resolve};
 use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet};
 use crate::outbox::{OutgoingEvent, event_types};
-use crate::store::{EntryExtras, LockedWallet, Store};
+use crate::store::{EntryExtras, LockedWallet, Store, Txn};
 
 /// Credits to reserve for a call whose cost is known only afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +138,17 @@ impl Store {
                     .filter(journal_entries::Column::Kind.eq(ActivityKind::AiUsage.as_str()))
                     .one(&*locked.txn)
                     .await?;
+                let unwritten = |id: &str| match &locked.txn {
+                    Txn::Shared(batch) => batch.defers_entry_of(id),
+                    Txn::Own(_) => false,
+                } || locked.pending_entry_of(id);
+                if entry.is_none() && unwritten(&prior.id) {
+                    // Resolved earlier in this batch, its entry not written
+                    // yet: the batch is run again one operation at a time.
+                    return Err(StoreError::Unavailable(
+                        "a hold resolved in this batch was asked for again".into(),
+                    ));
+                }
                 let status = prior.status.parse().map_err(StoreError::corrupt)?;
                 return Ok(Ok(HoldApplied::Existing(Placement::Existing {
                     hold: hold_from(&prior),
@@ -187,9 +198,13 @@ impl Store {
         };
         let hold = hold_from(&row);
         let active: holds::ActiveModel = row.into();
-        holds::Entity::insert(active)
-            .exec_without_returning(&*locked.txn)
-            .await?;
+        match &locked.txn {
+            // Written with the batch's other new holds, in one statement.
+            Txn::Shared(batch) => batch.defer_hold(active),
+            Txn::Own(txn) => {
+                holds::Entity::insert(active).exec_without_returning(txn).await?;
+            }
+        }
         Ok(Ok(HoldApplied::Placed(hold)))
     }
 

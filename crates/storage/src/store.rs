@@ -18,7 +18,7 @@ use crate::alerts::StoredAlerts;
 use crate::cache::{Cached, ReplicaCache};
 use crate::entities::{journal_entries, organizations, wallets};
 use crate::error::{StoreError, StoreResult};
-use crate::group::GroupCommit;
+use crate::group::{Batch, GroupCommit};
 use crate::model::{Entry, UsageDetails, Wallet, WalletChange};
 use crate::outbox::{OutgoingEvent, event_types};
 
@@ -345,9 +345,10 @@ pub(crate) struct EntryExtras {
 pub(crate) enum Txn {
     /// Its own (or a savepoint of its caller's): committed with the change.
     Own(DatabaseTransaction),
-    /// A batch's (see [`crate::group`]): the batch commits it, or rolls
-    /// back all of it on any error.
-    Shared(Arc<DatabaseTransaction>),
+    /// A batch's (see [`crate::group`]): the batch writes the new holds and
+    /// the journal entries of all its wallets, each kind with one
+    /// statement, then commits, or rolls back all of it on any error.
+    Shared(Arc<Batch>),
 }
 
 impl std::ops::Deref for Txn {
@@ -356,7 +357,7 @@ impl std::ops::Deref for Txn {
     fn deref(&self) -> &DatabaseTransaction {
         match self {
             Txn::Own(t) => t,
-            Txn::Shared(t) => t,
+            Txn::Shared(b) => &b.txn,
         }
     }
 }
@@ -403,6 +404,11 @@ impl LockedWallet {
     pub fn push(&mut self, posting: Posting, extras: EntryExtras) -> usize {
         self.pending.push((posting, extras));
         self.pending.len() - 1
+    }
+
+    /// Whether an entry of hold `hold_id` waits to be written with this change.
+    pub fn pending_entry_of(&self, hold_id: &str) -> bool {
+        self.pending.iter().any(|(_, e)| e.hold_id.as_deref() == Some(hold_id))
     }
 
     pub fn has_changes(&self) -> bool {
@@ -531,6 +537,11 @@ impl LockedWallet {
                 reasoning_tokens: Set(usage.reasoning_tokens),
                 actor: Set(usage.actor),
             };
+            if let Txn::Shared(batch) = &txn {
+                // Written with the batch's other entries, in one statement.
+                batch.defer_entry(row);
+                continue;
+            }
             let inserted = journal_entries::Entity::insert(row).exec_with_returning(&*txn).await;
             let inserted = match inserted {
                 Ok(m) => m,
@@ -586,12 +597,12 @@ impl LockedWallet {
     /// version bump is undone (no one else saw it: the wallet is still
     /// locked) and the batch goes on.
     pub async fn rollback(self) -> StoreResult<()> {
-        if let Txn::Shared(txn) = &self.txn {
+        if let Txn::Shared(batch) = &self.txn {
             wallets::Entity::update_many()
                 .col_expr(wallets::Column::Version, Expr::col(wallets::Column::Version).sub(1))
                 .filter(wallets::Column::UserId.eq(self.user_id.as_str()))
                 .filter(wallets::Column::Version.eq(self.version))
-                .exec(&**txn)
+                .exec(&batch.txn)
                 .await?;
         }
         self.txn.rollback().await

@@ -334,3 +334,59 @@ async fn postgres_a_failing_operation_fails_alone() {
         assert_books_balance(&store, user).await;
     }
 }
+
+/// A retry with the key of a hold settled earlier in the same batch gets
+/// that hold with its entry, as it would have one call later.
+async fn a_retry_sees_a_settle_of_its_own_batch(backend: Backend) {
+    let db = TestDb::new(backend).await.unwrap();
+    let store = funded(&db, 1).await;
+    let mut keyed = HoldRequest::new(cr("5"));
+    keyed.idempotency_key = Some("retry-me".into());
+    keyed.request_hash = Some("same".into());
+    let Placement::Placed { hold, .. } = store.place_hold("ana", &keyed).await.unwrap() else {
+        panic!("a new hold")
+    };
+    let answers = store
+        .run_batch_for_test(vec![
+            BatchOp::Hold {
+                user_id: "bo".into(),
+                req: HoldRequest::new(cr("1")),
+            },
+            BatchOp::Settle {
+                user_id: "ana".into(),
+                hold_id: hold.id.clone(),
+                cost: cr("2"),
+            },
+            BatchOp::Hold {
+                user_id: "ana".into(),
+                req: keyed,
+            },
+        ])
+        .await;
+    assert!(
+        matches!(&answers[1], Ok(BatchAnswer::Resolution(r)) if r.charged == cr("2")),
+        "{:?}",
+        answers[1]
+    );
+    match &answers[2] {
+        Ok(BatchAnswer::Hold(Placement::Existing { hold: h, entry, .. })) => {
+            assert_eq!(h.id, hold.id);
+            assert_eq!(entry.as_ref().map(|e| e.credits_consumed), Some(cr("2")));
+        }
+        other => panic!("the settled hold, with its entry: {other:?}"),
+    }
+    assert!(matches!(&answers[0], Ok(BatchAnswer::Hold(Placement::Placed { .. }))));
+    for user in USERS {
+        assert_books_balance(&store, user).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_retry_sees_a_settle_of_its_own_batch() {
+    a_retry_sees_a_settle_of_its_own_batch(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_retry_sees_a_settle_of_its_own_batch() {
+    a_retry_sees_a_settle_of_its_own_batch(Backend::Postgres).await;
+}
