@@ -30,7 +30,7 @@ use creditgate_domain::{Credits, HoldStatus, WalletState};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::entities::{holds, journal_entries};
+use crate::entities::{holds, journal_entries, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::holds::{HoldApplied, HoldRequest, Outcome, Placement, ResolveApplied};
 use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet, WalletChange};
@@ -441,7 +441,7 @@ impl Store {
 
     /// One operation in a transaction of its own.
     async fn run_alone(&self, op: Op) -> StoreResult<Done> {
-        let applied = self.apply_ops(None, op.user_id(), &[&op]).await?;
+        let applied = self.apply_ops(Lock::Alone, op.user_id(), &[&op]).await?;
         if let Some(change) = &applied.change {
             self.publish(change);
         }
@@ -512,7 +512,10 @@ impl Store {
     ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
         let mut out = Vec::with_capacity(1);
         for (user_id, ops) in wallets {
-            let applied = self.apply_ops(None, user_id, ops).await.map_err(Failed::Before)?;
+            let applied = self
+                .apply_ops(Lock::Alone, user_id, ops)
+                .await
+                .map_err(Failed::Before)?;
             if let Some(change) = &applied.change {
                 self.publish(change);
             }
@@ -528,10 +531,21 @@ impl Store {
         wallets: &BTreeMap<&str, Vec<&Op>>,
     ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
         let batch = Arc::new(Batch::new(self.db.begin().await.map_err(|e| Failed::Before(e.into()))?));
+        let mut rows: BTreeMap<String, wallets::Model> =
+            match self.lock_wallets_in(&batch, wallets.keys().copied()).await {
+                Ok(rows) => rows.into_iter().map(|r| (r.user_id.clone(), r)).collect(),
+                Err(e) => {
+                    if let Ok(batch) = Arc::try_unwrap(batch) {
+                        let _ = batch.txn.rollback().await;
+                    }
+                    return Err(Failed::Before(e));
+                }
+            };
         let mut applied = Vec::with_capacity(wallets.len());
         let mut failed = None;
         for (user_id, ops) in wallets {
-            match self.apply_ops(Some(&batch), user_id, ops).await {
+            let lock = Lock::Locked(&batch, rows.remove(*user_id));
+            match self.apply_ops(lock, user_id, ops).await {
                 Ok(a) => applied.push(a),
                 Err(e) => {
                     failed = Some(e);
@@ -604,10 +618,14 @@ impl Store {
     /// a transaction of its own), applies `ops` to it in order and writes
     /// the result (commits it, when in its own). An error is a failure of
     /// the database: nothing of it was written, or the batch is given up.
-    async fn apply_ops(&self, shared: Option<&Arc<Batch>>, user_id: &str, ops: &[&Op]) -> StoreResult<Applied> {
-        let locked = match shared {
-            Some(batch) => self.lock_wallet_in(Txn::Shared(batch.clone()), user_id, false).await?,
-            None => self.lock_wallet(user_id, false).await?,
+    async fn apply_ops(&self, lock: Lock<'_>, user_id: &str, ops: &[&Op]) -> StoreResult<Applied> {
+        let (locked, shared) = match lock {
+            Lock::Alone => (self.lock_wallet(user_id, false).await?, None),
+            Lock::Locked(batch, Some(row)) => (
+                Some(self.locked_from(Txn::Shared(batch.clone()), row).await?),
+                Some(batch),
+            ),
+            Lock::Locked(batch, None) => (None, Some(batch)),
         };
         let Some(mut locked) = locked else {
             let answers = ops
@@ -678,6 +696,14 @@ impl Store {
         store.group = None;
         store
     }
+}
+
+/// How `apply_ops` gets its wallet.
+enum Lock<'a> {
+    /// It locks it, in a transaction of its own.
+    Alone,
+    /// The batch locked it (`None`: there is no such wallet).
+    Locked(&'a Arc<Batch>, Option<wallets::Model>),
 }
 
 /// Why a batch did not commit.

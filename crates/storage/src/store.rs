@@ -263,6 +263,30 @@ impl Store {
             txn.rollback().await?;
             return Ok(None);
         };
+        self.locked_from(txn, row).await.map(Some)
+    }
+
+    /// Locks the wallets of `user_ids` in a batch's transaction with one
+    /// statement (bumping their versions, as [`Store::lock_wallet`] does);
+    /// the rows as locked. PostgreSQL locks them in the index's order,
+    /// which is the users' order.
+    pub(crate) async fn lock_wallets_in(
+        &self,
+        batch: &Batch,
+        user_ids: impl IntoIterator<Item = &str>,
+    ) -> StoreResult<Vec<wallets::Model>> {
+        Ok(wallets::Entity::update_many()
+            .col_expr(wallets::Column::Version, Expr::col(wallets::Column::Version).add(1))
+            .filter(wallets::Column::UserId.is_in(user_ids))
+            .exec_with_returning(&batch.txn)
+            .await?)
+    }
+
+    /// The wallet of `row`, just locked in `txn`, with its billing cycle
+    /// closed if that has ended.
+    pub(crate) async fn locked_from(&self, txn: Txn, row: wallets::Model) -> StoreResult<LockedWallet> {
+        let now = self.clock.now();
+        let user_id = row.user_id.clone();
         let before = Wallet::from(&row).state();
         let mut locked = LockedWallet {
             txn,
@@ -318,7 +342,7 @@ impl Store {
                 locked.push(p, EntryExtras::default());
             }
         }
-        Ok(Some(locked))
+        Ok(locked)
     }
 
     pub(crate) async fn lock_existing(&self, user_id: &str) -> StoreResult<LockedWallet> {
