@@ -3,11 +3,14 @@
 //!
 //! Each writer owns a shard of the wallets (by user id). It takes the first
 //! operation waiting, then every other one already queued (up to a batch's
-//! most), locks each wallet of the batch once, in user-id order (so two
-//! replicas' batches never wait on each other in a cycle), applies that
+//! most), locks all the batch's wallets with one statement (PostgreSQL
+//! takes the row locks in index order, the users' order, so two replicas'
+//! batches do not wait on each other in a cycle; if they ever did, the
+//! deadlock detector fails one, which then runs one by one), applies each
 //! wallet's operations in arrival order to its state in memory, writes it
-//! once with its entries, and commits the batch: one commit, one hand-off
-//! per statement, and on PostgreSQL one WAL flush, for the whole batch. An
+//! once, inserts the batch's new holds and journal entries with one
+//! statement each, and commits the batch: one commit, and on PostgreSQL
+//! one WAL flush, for the whole batch. An
 //! operation that finds no other in the ledger runs at once in its own
 //! transaction, as it always did: at concurrency 1 there is nothing to
 //! batch, and no hand-off to pay for.
