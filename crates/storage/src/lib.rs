@@ -19,6 +19,7 @@ mod holds;
 mod identity;
 mod keyed;
 mod limits;
+mod locked;
 mod maintenance;
 mod members;
 pub mod metrics;

@@ -1,0 +1,278 @@
+//! A batch of several wallets' operations: one transaction, the rows its
+//! wallets write together, one announcement, one commit.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait};
+
+use super::apply::{Applied, Lock};
+use super::{Done, Job, Op};
+use crate::entities::{holds, journal_entries, wallets};
+use crate::error::{StoreError, StoreResult};
+use crate::model::Entry;
+use crate::store::Store;
+
+/// A batch's transaction, with the rows its wallets write together at its
+/// end: the new holds and the journal entries, each kind in one statement.
+pub(crate) struct Batch {
+    pub txn: DatabaseTransaction,
+    holds: Mutex<Vec<holds::ActiveModel>>,
+    entries: Mutex<Vec<journal_entries::ActiveModel>>,
+}
+
+impl Batch {
+    pub(super) fn new(txn: DatabaseTransaction) -> Self {
+        Batch {
+            txn,
+            holds: Mutex::new(Vec::new()),
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn defer_hold(&self, row: holds::ActiveModel) {
+        self.holds.lock().unwrap_or_else(PoisonError::into_inner).push(row);
+    }
+
+    pub(crate) fn defer_entry(&self, row: journal_entries::ActiveModel) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).push(row);
+    }
+
+    /// Whether an entry of hold `hold_id` waits to be written.
+    pub(crate) fn defers_entry_of(&self, hold_id: &str) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|e| e.hold_id.try_as_ref().is_some_and(|h| h.as_deref() == Some(hold_id)))
+    }
+
+    pub(super) fn entries_deferred(&self) -> usize {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Writes the deferred rows; the entries as written, in the order they
+    /// were deferred.
+    async fn flush(&self) -> StoreResult<Vec<Entry>> {
+        let holds = std::mem::take(&mut *self.holds.lock().unwrap_or_else(PoisonError::into_inner));
+        if !holds.is_empty() {
+            holds::Entity::insert_many(holds)
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        let rows = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<(Option<String>, Option<i64>)> = rows
+            .iter()
+            .map(|r| (r.user_id.try_as_ref().cloned(), r.balance_after.try_as_ref().copied()))
+            .collect();
+        // One statement numbers its rows in the order given; RETURNING may
+        // list them in any order, so they are put back in id order and
+        // checked against what was asked.
+        let mut written = journal_entries::Entity::insert_many(rows)
+            .exec_with_returning(&self.txn)
+            .await?;
+        written.sort_by_key(|m| m.id);
+        let same = written.len() == wanted.len()
+            && written
+                .iter()
+                .zip(&wanted)
+                .all(|(m, (user, balance))| user.as_ref() == Some(&m.user_id) && *balance == Some(m.balance_after));
+        if !same {
+            return Err(StoreError::corrupt("a batch's entries came back out of order"));
+        }
+        written.into_iter().map(Entry::try_from).collect()
+    }
+}
+
+/// Why a batch did not commit.
+enum Failed {
+    /// Before its commit: nothing of it landed.
+    Before(StoreError),
+    /// At its commit: it may or may not have landed.
+    Commit(StoreError),
+}
+
+/// Gives each wallet's change the entries the batch wrote for it.
+fn hand_out(entries: Vec<Entry>, applied: &mut [Applied]) -> StoreResult<()> {
+    let mut entries = entries.into_iter();
+    for a in applied {
+        let theirs: Vec<Entry> = entries.by_ref().take(a.deferred.len()).collect();
+        if theirs.len() != a.deferred.len() {
+            return Err(StoreError::corrupt("a batch wrote fewer entries than it deferred"));
+        }
+        match &mut a.change {
+            Some(change) => change.entries = theirs,
+            None if theirs.is_empty() => {}
+            None => return Err(StoreError::corrupt("entries deferred for a wallet that did not change")),
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    pub(super) async fn run_batch(&self, jobs: Vec<Job>) {
+        // Each wallet's operations in arrival order; the wallets in user-id
+        // order, the order in which they are locked.
+        let mut wallets: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
+        for job in &jobs {
+            wallets.entry(job.op.user_id()).or_default().push(&job.op);
+        }
+        let outcome = if wallets.len() == 1 {
+            self.run_one_wallet(&wallets).await
+        } else {
+            self.run_wallets(&wallets).await
+        };
+        let answers = match outcome {
+            Ok(answers) => answers,
+            Err(Failed::Commit(e)) => {
+                let why = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(format!(
+                        "the commit failed; the change may or may not have landed: {why}"
+                    ))));
+                }
+                return;
+            }
+            Err(Failed::Before(e)) if jobs.len() == 1 => {
+                if let Some(job) = jobs.into_iter().next() {
+                    let _ = job.reply.send(Err(e));
+                }
+                return;
+            }
+            Err(Failed::Before(e)) => {
+                tracing::warn!(error = %e, ops = jobs.len(), "a batch failed; running its operations one by one");
+                for job in jobs {
+                    let done = self.run_alone(job.op).await;
+                    let _ = job.reply.send(done);
+                }
+                return;
+            }
+        };
+        // `answers` follows the wallets' order; hand each back to its job.
+        let mut by_user: BTreeMap<&str, std::vec::IntoIter<StoreResult<Done>>> =
+            wallets.keys().copied().zip(answers).collect();
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let done = by_user
+                .get_mut(job.op.user_id())
+                .and_then(Iterator::next)
+                .unwrap_or_else(|| Err(StoreError::corrupt("an operation went unanswered")));
+            replies.push(done);
+        }
+        for (job, done) in jobs.into_iter().zip(replies) {
+            let _ = job.reply.send(done);
+        }
+    }
+
+    /// A batch of one wallet: its own transaction, as if alone.
+    async fn run_one_wallet(
+        &self,
+        wallets: &BTreeMap<&str, Vec<&Op>>,
+    ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
+        let mut out = Vec::with_capacity(1);
+        for (user_id, ops) in wallets {
+            let applied = self
+                .apply_ops(Lock::Alone, user_id, ops)
+                .await
+                .map_err(Failed::Before)?;
+            if let Some(change) = &applied.change {
+                self.publish(change);
+            }
+            out.push(applied.answers().into_iter());
+        }
+        Ok(out)
+    }
+
+    /// A batch of several wallets: one transaction, announced (PostgreSQL)
+    /// with one statement and published once it commits.
+    async fn run_wallets(
+        &self,
+        wallets: &BTreeMap<&str, Vec<&Op>>,
+    ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
+        let batch = Arc::new(Batch::new(self.db.begin().await.map_err(|e| Failed::Before(e.into()))?));
+        let mut rows: BTreeMap<String, wallets::Model> =
+            match self.lock_wallets_in(&batch, wallets.keys().copied()).await {
+                Ok(rows) => rows.into_iter().map(|r| (r.user_id.clone(), r)).collect(),
+                Err(e) => {
+                    if let Ok(batch) = Arc::try_unwrap(batch) {
+                        let _ = batch.txn.rollback().await;
+                    }
+                    return Err(Failed::Before(e));
+                }
+            };
+        let mut applied = Vec::with_capacity(wallets.len());
+        let mut failed = None;
+        for (user_id, ops) in wallets {
+            let lock = Lock::Locked(&batch, rows.remove(*user_id));
+            match self.apply_ops(lock, user_id, ops).await {
+                Ok(a) => applied.push(a),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if failed.is_none() {
+            match batch.flush().await {
+                Ok(entries) => {
+                    if let Err(e) = hand_out(entries, &mut applied) {
+                        failed = Some(e);
+                    }
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if failed.is_none()
+            && let Err(e) = self.announce(&batch.txn, &applied).await
+        {
+            failed = Some(e);
+        }
+        let Ok(batch) = Arc::try_unwrap(batch) else {
+            return Err(Failed::Before(StoreError::corrupt(
+                "a batch's transaction outlived its wallets",
+            )));
+        };
+        if let Some(e) = failed {
+            let _ = batch.txn.rollback().await;
+            return Err(Failed::Before(e));
+        }
+        batch.txn.commit().await.map_err(|e| Failed::Commit(e.into()))?;
+        let mut out = Vec::with_capacity(applied.len());
+        for a in applied {
+            if let Some(change) = &a.change {
+                self.publish(change);
+            }
+            out.push(a.answers().into_iter());
+        }
+        Ok(out)
+    }
+
+    /// Announces a batch's changes on the notify channel (PostgreSQL), in
+    /// its transaction: other replicas hear of them when it commits.
+    async fn announce(&self, txn: &DatabaseTransaction, applied: &[Applied]) -> StoreResult<()> {
+        let Some(channel) = self.notify_channel.as_deref() else {
+            return Ok(());
+        };
+        let payloads: Vec<String> = applied
+            .iter()
+            .filter_map(|a| a.change.as_ref())
+            .map(|c| format!("{} {}", c.wallet.version, c.wallet.user_id))
+            .collect();
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let calls: Vec<String> = (0..payloads.len())
+            .map(|i| format!("pg_notify($1, ${})", i + 2))
+            .collect();
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(payloads.len() + 1);
+        values.push(channel.into());
+        values.extend(payloads.into_iter().map(Into::into));
+        let sql = format!("SELECT {}", calls.join(", "));
+        txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+            .await?;
+        Ok(())
+    }
+}
