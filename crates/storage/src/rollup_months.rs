@@ -7,12 +7,11 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Datelike, Months, NaiveTime, Utc};
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait};
 
 use crate::entities::{usage_rollup_days, usage_rollup_months, usage_user_days, usage_user_months};
 use crate::error::StoreResult;
-use crate::rollups::{rolled_sums, sums_of};
+use crate::rollups::{claim, insert_chunked, rolled_sums, sum_row, sums_of};
 use crate::store::Store;
 use crate::usage::{Row, Span};
 use crate::usage_journal::within;
@@ -117,26 +116,20 @@ impl Store {
     /// when one of its days is not.
     pub async fn roll_up_month(&self, org_id: &str, month: DateTime<Utc>) -> StoreResult<bool> {
         let txn = self.db.begin().await?;
-        let claim = usage_rollup_months::ActiveModel {
+        let marker = usage_rollup_months::ActiveModel {
             org_id: Set(org_id.to_owned()),
             month: Set(month),
             built_at: Set(self.clock.now()),
         };
-        let claimed = usage_rollup_months::Entity::insert(claim)
-            .on_conflict(
-                OnConflict::columns([usage_rollup_months::Column::OrgId, usage_rollup_months::Column::Month])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+        let key = [usage_rollup_months::Column::OrgId, usage_rollup_months::Column::Month];
+        let claimed = claim(&txn, marker, key).await?;
         let span = [(month, next_month(month))];
         let days = usage_rollup_days::Entity::find()
             .filter(usage_rollup_days::Column::OrgId.eq(org_id))
             .filter(within(usage_rollup_days::Column::Day, &span))
             .count(&txn)
             .await?;
-        if claimed == 0 || i64::try_from(days).unwrap_or(i64::MAX) != days_in(month) {
+        if !claimed || i64::try_from(days).unwrap_or(i64::MAX) != days_in(month) {
             txn.rollback().await?;
             return Ok(false);
         }
@@ -151,26 +144,17 @@ impl Store {
         .into_tuple()
         .all(&txn)
         .await?;
-        for chunk in per_user.chunks(crate::rollups::INSERT_CHUNK) {
-            let rows = chunk.iter().map(|r| {
-                let s = sums_of(r);
-                usage_user_months::ActiveModel {
-                    org_id: Set(org_id.to_owned()),
-                    month: Set(month),
-                    user_id: Set(r.0.clone()),
-                    credits: Set(s[0]),
-                    credits_avoided: Set(s[1]),
-                    requests: Set(s[2]),
-                    byok_requests: Set(s[3]),
-                    input_tokens: Set(s[4]),
-                    output_tokens: Set(s[5]),
-                    permanent_spent: Set(s[6]),
-                }
-            });
-            usage_user_months::Entity::insert_many(rows)
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        let rows = per_user.iter().map(|r| {
+            sum_row!(
+                usage_user_months {
+                    org_id: org_id.to_owned(),
+                    month: month,
+                    user_id: r.0.clone()
+                },
+                sums_of(r)
+            )
+        });
+        insert_chunked(&txn, rows.collect()).await?;
         txn.commit().await?;
         Ok(true)
     }

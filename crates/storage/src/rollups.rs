@@ -23,9 +23,10 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, IntoIden, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, TransactionTrait,
 };
 
 use crate::entities::{organizations, usage_org_days, usage_rollup_days, usage_user_days};
@@ -40,6 +41,50 @@ pub const ROLLUP_GRACE: Duration = Duration::hours(1);
 
 /// Rows per INSERT when writing a day's sums.
 pub(crate) const INSERT_CHUNK: usize = 500;
+
+/// A rollup row of the entity module `$entity`: its keys, and the sums
+/// `$sums` (see [`sums_of`]).
+macro_rules! sum_row {
+    ($entity:ident { $($key:ident: $value:expr),* $(,)? }, $sums:expr) => {{
+        let s = $sums;
+        $entity::ActiveModel {
+            $($key: Set($value),)*
+            credits: Set(s[0]),
+            credits_avoided: Set(s[1]),
+            requests: Set(s[2]),
+            byok_requests: Set(s[3]),
+            input_tokens: Set(s[4]),
+            output_tokens: Set(s[5]),
+            permanent_spent: Set(s[6]),
+        }
+    }};
+}
+pub(crate) use sum_row;
+
+/// Inserts the marker `row` unless one with the same `key` is there:
+/// whether this call claimed it (so that two replicas never build the same
+/// rollup).
+pub(crate) async fn claim<A, C, const N: usize>(txn: &DatabaseTransaction, row: A, key: [C; N]) -> StoreResult<bool>
+where
+    A: ActiveModelTrait,
+    C: IntoIden,
+{
+    let inserted = A::Entity::insert(row)
+        .on_conflict(OnConflict::columns(key).do_nothing().to_owned())
+        .exec_without_returning(txn)
+        .await?;
+    Ok(inserted > 0)
+}
+
+/// Inserts `rows`, [`INSERT_CHUNK`] to a statement.
+pub(crate) async fn insert_chunked<A: ActiveModelTrait>(txn: &DatabaseTransaction, rows: Vec<A>) -> StoreResult<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(INSERT_CHUNK).collect();
+        A::Entity::insert_many(chunk).exec_without_returning(txn).await?;
+    }
+    Ok(())
+}
 
 /// Which part of a range comes from where.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -246,74 +291,41 @@ impl Store {
     /// replica, maybe at this very moment).
     pub async fn roll_up_day(&self, org_id: &str, day: DateTime<Utc>) -> StoreResult<bool> {
         let txn = self.db.begin().await?;
-        let claim = usage_rollup_days::ActiveModel {
+        let marker = usage_rollup_days::ActiveModel {
             org_id: Set(org_id.to_owned()),
             day: Set(day),
             built_at: Set(self.clock.now()),
         };
-        let claimed = usage_rollup_days::Entity::insert(claim)
-            .on_conflict(
-                OnConflict::columns([usage_rollup_days::Column::OrgId, usage_rollup_days::Column::Day])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-        if claimed == 0 {
+        let key = [usage_rollup_days::Column::OrgId, usage_rollup_days::Column::Day];
+        if !claim(&txn, marker, key).await? {
             txn.rollback().await?;
             return Ok(false);
         }
         let span = [(day, day + Duration::days(1))];
         let per_user = journal::by_user(&txn, org_id, &span).await?;
         let per_feature = journal::by_feature(&txn, org_id, &span, true).await?;
-        let user_rows: Vec<usage_user_days::ActiveModel> = per_user
-            .iter()
-            .map(|r| {
-                let s = sums_of(r);
-                usage_user_days::ActiveModel {
-                    org_id: Set(org_id.to_owned()),
-                    day: Set(day),
-                    user_id: Set(r.0.clone()),
-                    credits: Set(s[0]),
-                    credits_avoided: Set(s[1]),
-                    requests: Set(s[2]),
-                    byok_requests: Set(s[3]),
-                    input_tokens: Set(s[4]),
-                    output_tokens: Set(s[5]),
-                    permanent_spent: Set(s[6]),
-                }
-            })
-            .collect();
-        let feature_rows: Vec<usage_org_days::ActiveModel> = per_feature
-            .iter()
-            .map(|r| {
-                let s = sums_of(r);
-                usage_org_days::ActiveModel {
-                    org_id: Set(org_id.to_owned()),
-                    day: Set(day),
-                    feature: Set(r.0.clone()),
-                    credits: Set(s[0]),
-                    credits_avoided: Set(s[1]),
-                    requests: Set(s[2]),
-                    byok_requests: Set(s[3]),
-                    input_tokens: Set(s[4]),
-                    output_tokens: Set(s[5]),
-                    permanent_spent: Set(s[6]),
-                }
-            })
-            .collect();
-        let mut user_rows = user_rows.into_iter().peekable();
-        while user_rows.peek().is_some() {
-            let chunk: Vec<_> = user_rows.by_ref().take(INSERT_CHUNK).collect();
-            usage_user_days::Entity::insert_many(chunk)
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        if !feature_rows.is_empty() {
-            usage_org_days::Entity::insert_many(feature_rows)
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        let user_rows = per_user.iter().map(|r| {
+            sum_row!(
+                usage_user_days {
+                    org_id: org_id.to_owned(),
+                    day: day,
+                    user_id: r.0.clone()
+                },
+                sums_of(r)
+            )
+        });
+        insert_chunked(&txn, user_rows.collect()).await?;
+        let feature_rows = per_feature.iter().map(|r| {
+            sum_row!(
+                usage_org_days {
+                    org_id: org_id.to_owned(),
+                    day: day,
+                    feature: r.0.clone()
+                },
+                sums_of(r)
+            )
+        });
+        insert_chunked(&txn, feature_rows.collect()).await?;
         txn.commit().await?;
         Ok(true)
     }
