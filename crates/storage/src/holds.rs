@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::entities::{holds, journal_entries};
 use crate::error::{StoreError, StoreResult};
-use crate::group::{Done, Op, Resolve};
+use crate::group::{Done, HoldClaim, Op, Resolve};
 use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet};
 use crate::outbox::{OutgoingEvent, event_types};
 use crate::store::{EntryExtras, LockedWallet, Store, Txn};
@@ -356,22 +356,14 @@ impl Store {
             ..
         } = r;
         let (cost, status) = (*cost, *status);
-        let mut claim = holds::Entity::update_many()
-            .col_expr(holds::Column::Status, Expr::value(status.as_str()))
-            .col_expr(holds::Column::ResolvedAt, Expr::value(Some(locked.now)));
-        if let Some(result) = &outcome.result {
-            claim = claim.col_expr(holds::Column::Result, Expr::value(Some(result.clone())));
-        }
-        if outcome.forget_key || status == HoldStatus::Expired {
-            claim = claim.col_expr(holds::Column::IdempotencyKey, Expr::value(Option::<String>::None));
-        }
-        let claimed = claim
-            .filter(holds::Column::Id.eq(hold_id.as_str()))
-            .filter(holds::Column::UserId.eq(locked.user_id.as_str()))
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
-            .exec_with_returning(&*locked.txn)
-            .await?
-            .pop();
+        let claimed_with_batch = match &locked.txn {
+            Txn::Shared(batch) => batch.take_claim(&locked.user_id, hold_id),
+            Txn::Own(_) => None,
+        };
+        let claimed = match claimed_with_batch {
+            Some(claimed) => claimed,
+            None => self.claim_hold(locked, r).await?,
+        };
         let Some(row) = claimed else {
             let existing = holds::Entity::find_by_id(hold_id.clone())
                 .filter(holds::Column::UserId.eq(locked.user_id.as_str()))
@@ -465,6 +457,28 @@ impl Store {
         }))
     }
 
+    /// Claims the hold `r` resolves, if it is still open (a batch claims
+    /// its holds together, see [`crate::group`]).
+    async fn claim_hold(&self, locked: &LockedWallet, r: &Resolve) -> StoreResult<Option<holds::Model>> {
+        let c = r.claim(locked.now);
+        let mut claim = holds::Entity::update_many()
+            .col_expr(holds::Column::Status, Expr::value(c.status.as_str()))
+            .col_expr(holds::Column::ResolvedAt, Expr::value(Some(c.resolved_at)));
+        if let Some(result) = c.result {
+            claim = claim.col_expr(holds::Column::Result, Expr::value(Some(result)));
+        }
+        if c.forget_key {
+            claim = claim.col_expr(holds::Column::IdempotencyKey, Expr::value(Option::<String>::None));
+        }
+        Ok(claim
+            .filter(holds::Column::Id.eq(c.id))
+            .filter(holds::Column::UserId.eq(c.user_id))
+            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .exec_with_returning(&*locked.txn)
+            .await?
+            .pop())
+    }
+
     /// The open holds of a user.
     pub async fn open_holds(&self, user_id: &str) -> StoreResult<Vec<Hold>> {
         Ok(holds::Entity::find()
@@ -476,5 +490,21 @@ impl Store {
             .iter()
             .map(hold_from)
             .collect())
+    }
+}
+
+impl Resolve {
+    /// What resolving takes of its hold at `now`: the new status, the
+    /// result kept for retries, and whether the idempotency key is freed
+    /// (a failed call, or one the sweep gave up on).
+    pub(crate) fn claim(&self, now: chrono::DateTime<chrono::Utc>) -> HoldClaim {
+        HoldClaim {
+            id: self.hold_id.clone(),
+            user_id: self.user_id.clone(),
+            status: self.status,
+            resolved_at: now,
+            result: self.outcome.result.clone(),
+            forget_key: self.outcome.forget_key || self.status == HoldStatus::Expired,
+        }
     }
 }

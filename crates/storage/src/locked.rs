@@ -16,7 +16,7 @@ use sea_orm::{
 use crate::alerts::StoredAlerts;
 use crate::entities::{journal_entries, wallets};
 use crate::error::{StoreError, StoreResult};
-use crate::group::Batch;
+use crate::group::{Batch, WalletWrite};
 use crate::model::{Entry, UsageDetails, Wallet, WalletChange};
 use crate::store::Store;
 
@@ -147,7 +147,7 @@ impl LockedWallet {
             now,
             pending,
             mut alerts,
-            alerts_before,
+            alerts_before: _,
             alert_defaults,
             webhooks,
         } = self;
@@ -170,45 +170,29 @@ impl LockedWallet {
             }
         };
         let delta = |a: Credits, b: Credits| b.millis() - a.millis();
-        let mut update = wallets::Entity::update_many();
-        if alerts != alerts_before {
-            update = update
-                .col_expr(wallets::Column::AlertThresholds, Expr::value(alerts.thresholds))
-                .col_expr(wallets::Column::AlertState, Expr::value(alerts.state));
-        }
-        let updated = update
-            .col_expr(
-                wallets::Column::MonthlyBalance,
-                Expr::col(wallets::Column::MonthlyBalance).add(delta(before.monthly, state.monthly)),
-            )
-            .col_expr(
-                wallets::Column::PermanentBalance,
-                Expr::col(wallets::Column::PermanentBalance).add(delta(before.permanent, state.permanent)),
-            )
-            .col_expr(
-                wallets::Column::HeldMonthly,
-                Expr::col(wallets::Column::HeldMonthly).add(delta(before.held_monthly, state.held_monthly)),
-            )
-            .col_expr(
-                wallets::Column::HeldPermanent,
-                Expr::col(wallets::Column::HeldPermanent).add(delta(before.held_permanent, state.held_permanent)),
-            )
-            .col_expr(
-                wallets::Column::MonthlyAllocation,
-                Expr::value(state.monthly_allocation.millis()),
-            )
-            .col_expr(wallets::Column::CycleStart, Expr::value(state.cycle.start))
-            .col_expr(wallets::Column::CycleEnd, Expr::value(state.cycle.end))
-            .col_expr(wallets::Column::UpdatedAt, Expr::value(now))
-            .filter(wallets::Column::UserId.eq(user_id.as_str()))
-            .filter(wallets::Column::Version.eq(version))
-            .exec(&*txn)
-            .await?;
-        if updated.rows_affected != 1 {
-            txn.rollback().await?;
-            return Err(StoreError::corrupt(format!(
-                "wallet of `{user_id}` changed under its lock"
-            )));
+        let write = WalletWrite {
+            user_id: user_id.clone(),
+            version,
+            monthly_delta: delta(before.monthly, state.monthly),
+            permanent_delta: delta(before.permanent, state.permanent),
+            held_monthly_delta: delta(before.held_monthly, state.held_monthly),
+            held_permanent_delta: delta(before.held_permanent, state.held_permanent),
+            monthly_allocation: state.monthly_allocation.millis(),
+            cycle_start: state.cycle.start,
+            cycle_end: state.cycle.end,
+            updated_at: now,
+            alert_thresholds: alerts.thresholds.clone(),
+            alert_state: alerts.state.clone(),
+        };
+        match &txn {
+            // Written with the batch's other wallets, in one statement.
+            Txn::Shared(batch) => batch.defer_wallet(write),
+            Txn::Own(own) => {
+                if let Err(e) = crate::group::write_wallets(own, std::slice::from_ref(&write)).await {
+                    txn.rollback().await?;
+                    return Err(e);
+                }
+            }
         }
         let mut running = before.total().millis();
         let mut entries = Vec::with_capacity(pending.len());

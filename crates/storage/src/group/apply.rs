@@ -6,11 +6,10 @@ use creditgate_domain::WalletState;
 
 use super::batch::Batch;
 use super::{Done, Op};
-use crate::entities::wallets;
 use crate::error::{StoreError, StoreResult};
 use crate::holds::{HoldApplied, Placement, ResolveApplied};
 use crate::model::{Hold, Resolution, Wallet, WalletChange};
-use crate::store::{Store, Txn};
+use crate::store::{LockedWallet, Store};
 
 /// What an operation gave before its wallet's change committed.
 #[expect(
@@ -68,11 +67,15 @@ impl Applied {
 }
 
 /// How `apply_ops` gets its wallet.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per wallet of a batch, moved at once into `apply_ops`"
+)]
 pub(super) enum Lock<'a> {
     /// It locks it, in a transaction of its own.
     Alone,
     /// The batch locked it (`None`: there is no such wallet).
-    Locked(&'a Arc<Batch>, Option<wallets::Model>),
+    Locked(&'a Arc<Batch>, Option<LockedWallet>),
 }
 
 impl Store {
@@ -95,11 +98,7 @@ impl Store {
     pub(super) async fn apply_ops(&self, lock: Lock<'_>, user_id: &str, ops: &[&Op]) -> StoreResult<Applied> {
         let (locked, shared) = match lock {
             Lock::Alone => (self.lock_wallet(user_id, false).await?, None),
-            Lock::Locked(batch, Some(row)) => (
-                Some(self.locked_from(Txn::Shared(batch.clone()), row).await?),
-                Some(batch),
-            ),
-            Lock::Locked(batch, None) => (None, Some(batch)),
+            Lock::Locked(batch, locked) => (locked, Some(batch)),
         };
         let Some(mut locked) = locked else {
             let answers = ops

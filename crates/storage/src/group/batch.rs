@@ -1,17 +1,18 @@
 //! A batch of several wallets' operations: one transaction, the rows its
 //! wallets write together, one announcement, one commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait};
 
 use super::apply::{Applied, Lock};
+use super::sets::{HoldClaim, WalletWrite, claim_holds, write_wallets};
 use super::{Done, Job, Op};
 use crate::entities::{holds, journal_entries, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::model::Entry;
-use crate::store::Store;
+use crate::store::{Store, Txn};
 
 /// A batch's transaction, with the rows its wallets write together at its
 /// end: the new holds and the journal entries, each kind in one statement.
@@ -19,6 +20,11 @@ pub(crate) struct Batch {
     pub txn: DatabaseTransaction,
     holds: Mutex<Vec<holds::ActiveModel>>,
     entries: Mutex<Vec<journal_entries::ActiveModel>>,
+    wallets: Mutex<Vec<WalletWrite>>,
+    /// The holds the batch resolves, claimed together before its
+    /// operations run, by user and hold id: each taken once, by the first
+    /// operation that resolves it.
+    claims: Mutex<HashMap<(String, String), Option<holds::Model>>>,
 }
 
 impl Batch {
@@ -27,7 +33,36 @@ impl Batch {
             txn,
             holds: Mutex::new(Vec::new()),
             entries: Mutex::new(Vec::new()),
+            wallets: Mutex::new(Vec::new()),
+            claims: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub(crate) fn defer_wallet(&self, write: WalletWrite) {
+        self.wallets.lock().unwrap_or_else(PoisonError::into_inner).push(write);
+    }
+
+    /// Claims, with one statement, the open holds among `claims`, for
+    /// [`Batch::take_claim`].
+    async fn claim(&self, claims: Vec<HoldClaim>) -> StoreResult<()> {
+        let claimed = claim_holds(&self.txn, &claims).await?;
+        let mut taken: HashMap<(String, String), Option<holds::Model>> =
+            claims.into_iter().map(|c| ((c.user_id, c.id), None)).collect();
+        for row in claimed {
+            taken.insert((row.user_id.clone(), row.id.clone()), Some(row));
+        }
+        *self.claims.lock().unwrap_or_else(PoisonError::into_inner) = taken;
+        Ok(())
+    }
+
+    /// What the batch's claim of `user_id`'s hold `hold_id` gave: `None`
+    /// when it was not claimed with the batch's others; `Some(None)` when
+    /// it was not open, or an earlier operation took it.
+    pub(crate) fn take_claim(&self, user_id: &str, hold_id: &str) -> Option<Option<holds::Model>> {
+        let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        claims
+            .get_mut(&(user_id.to_owned(), hold_id.to_owned()))
+            .map(Option::take)
     }
 
     pub(crate) fn defer_hold(&self, row: holds::ActiveModel) {
@@ -54,6 +89,8 @@ impl Batch {
     /// Writes the deferred rows; the entries as written, in the order they
     /// were deferred.
     async fn flush(&self) -> StoreResult<Vec<Entry>> {
+        let wallets = std::mem::take(&mut *self.wallets.lock().unwrap_or_else(PoisonError::into_inner));
+        write_wallets(&self.txn, &wallets).await?;
         let holds = std::mem::take(&mut *self.holds.lock().unwrap_or_else(PoisonError::into_inner));
         if !holds.is_empty() {
             holds::Entity::insert_many(holds)
@@ -120,7 +157,9 @@ impl Store {
         for job in &jobs {
             wallets.entry(job.op.user_id()).or_default().push(&job.op);
         }
-        let outcome = if wallets.len() == 1 {
+        // One operation runs as if alone; several, even of one wallet,
+        // claim their holds and write their rows together.
+        let outcome = if jobs.len() == 1 {
             self.run_one_wallet(&wallets).await
         } else {
             self.run_wallets(&wallets).await
@@ -167,7 +206,7 @@ impl Store {
         }
     }
 
-    /// A batch of one wallet: its own transaction, as if alone.
+    /// A batch of one operation: its own transaction, as if alone.
     async fn run_one_wallet(
         &self,
         wallets: &BTreeMap<&str, Vec<&Op>>,
@@ -186,59 +225,26 @@ impl Store {
         Ok(out)
     }
 
-    /// A batch of several wallets: one transaction, announced (PostgreSQL)
+    /// A batch of several operations: one transaction, announced (PostgreSQL)
     /// with one statement and published once it commits.
     async fn run_wallets(
         &self,
         wallets: &BTreeMap<&str, Vec<&Op>>,
     ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
         let batch = Arc::new(Batch::new(self.db.begin().await.map_err(|e| Failed::Before(e.into()))?));
-        let mut rows: BTreeMap<String, wallets::Model> =
-            match self.lock_wallets_in(&batch, wallets.keys().copied()).await {
-                Ok(rows) => rows.into_iter().map(|r| (r.user_id.clone(), r)).collect(),
-                Err(e) => {
-                    if let Ok(batch) = Arc::try_unwrap(batch) {
-                        let _ = batch.txn.rollback().await;
-                    }
-                    return Err(Failed::Before(e));
-                }
-            };
-        let mut applied = Vec::with_capacity(wallets.len());
-        let mut failed = None;
-        for (user_id, ops) in wallets {
-            let lock = Lock::Locked(&batch, rows.remove(*user_id));
-            match self.apply_ops(lock, user_id, ops).await {
-                Ok(a) => applied.push(a),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        if failed.is_none() {
-            match batch.flush().await {
-                Ok(entries) => {
-                    if let Err(e) = hand_out(entries, &mut applied) {
-                        failed = Some(e);
-                    }
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        if failed.is_none()
-            && let Err(e) = self.announce(&batch.txn, &applied).await
-        {
-            failed = Some(e);
-        }
+        let applied = self.fill(&batch, wallets).await;
         let Ok(batch) = Arc::try_unwrap(batch) else {
             return Err(Failed::Before(StoreError::corrupt(
                 "a batch's transaction outlived its wallets",
             )));
         };
-        if let Some(e) = failed {
-            let _ = batch.txn.rollback().await;
-            return Err(Failed::Before(e));
-        }
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(e) => {
+                let _ = batch.txn.rollback().await;
+                return Err(Failed::Before(e));
+            }
+        };
         batch.txn.commit().await.map_err(|e| Failed::Commit(e.into()))?;
         let mut out = Vec::with_capacity(applied.len());
         for a in applied {
@@ -248,6 +254,45 @@ impl Store {
             out.push(a.answers().into_iter());
         }
         Ok(out)
+    }
+
+    /// Everything of a batch but its commit: locks its wallets, claims the
+    /// holds it resolves, applies each wallet's operations, writes what
+    /// they changed and announces it.
+    async fn fill(&self, batch: &Arc<Batch>, wallets: &BTreeMap<&str, Vec<&Op>>) -> StoreResult<Vec<Applied>> {
+        let mut rows: BTreeMap<String, wallets::Model> = self
+            .lock_wallets_in(batch, wallets.keys().copied())
+            .await?
+            .into_iter()
+            .map(|r| (r.user_id.clone(), r))
+            .collect();
+        let mut locked = Vec::with_capacity(wallets.len());
+        let mut claims = Vec::new();
+        let mut claiming = HashSet::new();
+        for (user_id, ops) in wallets {
+            let Some(row) = rows.remove(*user_id) else {
+                locked.push(None);
+                continue;
+            };
+            let wallet = self.locked_from(Txn::Shared(batch.clone()), row).await?;
+            for op in ops {
+                if let Op::Resolve(r) = op
+                    && claiming.insert((r.user_id.as_str(), r.hold_id.as_str()))
+                {
+                    claims.push(r.claim(wallet.now));
+                }
+            }
+            locked.push(Some(wallet));
+        }
+        batch.claim(claims).await?;
+        let mut applied = Vec::with_capacity(wallets.len());
+        for ((user_id, ops), wallet) in wallets.iter().zip(locked) {
+            applied.push(self.apply_ops(Lock::Locked(batch, wallet), user_id, ops).await?);
+        }
+        let entries = batch.flush().await?;
+        hand_out(entries, &mut applied)?;
+        self.announce(&batch.txn, &applied).await?;
+        Ok(applied)
     }
 
     /// Announces a batch's changes on the notify channel (PostgreSQL), in

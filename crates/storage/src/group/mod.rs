@@ -6,11 +6,13 @@
 //! most), locks all the batch's wallets with one statement (PostgreSQL
 //! takes the row locks in index order, the users' order, so two replicas'
 //! batches do not wait on each other in a cycle; if they ever did, the
-//! deadlock detector fails one, which then runs one by one), applies each
-//! wallet's operations in arrival order to its state in memory, writes it
-//! once, inserts the batch's new holds and journal entries with one
-//! statement each, and commits the batch: one commit, and on PostgreSQL
-//! one WAL flush, for the whole batch. An
+//! deadlock detector fails one, which then runs one by one), claims every
+//! hold the batch resolves with one statement, applies each wallet's
+//! operations in arrival order to its state in memory, then writes all the
+//! wallets, the new holds and the journal entries with one statement each
+//! (see `sets`), and commits the batch: one commit, and on PostgreSQL one
+//! WAL flush, for the whole batch, and a fixed number of statements
+//! whatever its size. An
 //! operation that finds no other in the ledger runs at once in its own
 //! transaction, as it always did: at concurrency 1 there is nothing to
 //! batch, and no hand-off to pay for.
@@ -26,6 +28,7 @@
 
 mod apply;
 mod batch;
+mod sets;
 #[cfg(feature = "test-support")]
 mod testing;
 
@@ -42,6 +45,7 @@ use crate::model::{Resolution, UsageDetails};
 use crate::store::Store;
 
 pub(crate) use batch::Batch;
+pub(crate) use sets::{HoldClaim, WalletWrite, write_wallets};
 #[cfg(feature = "test-support")]
 pub use testing::{BatchAnswer, BatchOp};
 

@@ -1,0 +1,179 @@
+//! A batch's per-row changes as one statement each: every claimed hold, and
+//! every changed wallet, with values of its own. Both are
+//! `WITH v(..) AS (VALUES (..), ..) UPDATE t SET .. FROM v WHERE ..`,
+//! which SQLite (3.33 and later) and PostgreSQL read alike.
+
+use chrono::{DateTime, Utc};
+use creditgate_domain::HoldStatus;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement, Value};
+
+use crate::entities::holds;
+use crate::error::{StoreError, StoreResult};
+
+/// A hold a batch resolves: claimed while it is still open.
+#[derive(Debug, Clone)]
+pub(crate) struct HoldClaim {
+    pub id: String,
+    pub user_id: String,
+    pub status: HoldStatus,
+    pub resolved_at: DateTime<Utc>,
+    /// Kept with the hold for retries (unchanged when `None`).
+    pub result: Option<String>,
+    /// Frees the hold's idempotency key.
+    pub forget_key: bool,
+}
+
+/// A wallet's write in a batch: balances as deltas, guarded by the version
+/// the batch's lock gave it; the rest as it now is.
+#[derive(Debug, Clone)]
+pub(crate) struct WalletWrite {
+    pub user_id: String,
+    pub version: i64,
+    pub monthly_delta: i64,
+    pub permanent_delta: i64,
+    pub held_monthly_delta: i64,
+    pub held_permanent_delta: i64,
+    pub monthly_allocation: i64,
+    pub cycle_start: DateTime<Utc>,
+    pub cycle_end: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub alert_thresholds: Option<String>,
+    pub alert_state: Option<String>,
+}
+
+/// The `n`-th (from 1) parameter of a statement.
+fn placeholder(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}
+
+/// `WITH v(columns) AS (VALUES ..)` with `rows` rows of placeholders.
+fn values_of(backend: DbBackend, columns: &[&str], rows: usize) -> String {
+    let mut sql = String::with_capacity(32 + rows * columns.len() * 5);
+    sql.push_str("WITH v(");
+    sql.push_str(&columns.join(", "));
+    sql.push_str(") AS (VALUES ");
+    let mut n = 0;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns.len() {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            sql.push_str(&placeholder(backend, n));
+        }
+        sql.push(')');
+    }
+    sql.push_str(") ");
+    sql
+}
+
+const CLAIM_COLUMNS: [&str; 6] = ["id", "user_id", "status", "resolved_at", "result", "forget_key"];
+
+/// Claims the holds of `claims` that are still open, with one statement;
+/// the holds as claimed, in no particular order. Each hold must appear
+/// once.
+pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim]) -> StoreResult<Vec<holds::Model>> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = txn.get_database_backend();
+    let mut sql = values_of(backend, &CLAIM_COLUMNS, claims.len());
+    sql.push_str(
+        "UPDATE holds SET status = v.status, resolved_at = v.resolved_at, \
+         result = COALESCE(v.result, holds.result), \
+         idempotency_key = CASE WHEN v.forget_key = 1 THEN NULL ELSE holds.idempotency_key END \
+         FROM v WHERE holds.id = v.id AND holds.user_id = v.user_id AND holds.status = ",
+    );
+    // The open status is the last value.
+    let open_at = claims.len() * CLAIM_COLUMNS.len() + 1;
+    sql.push_str(&placeholder(backend, open_at));
+    sql.push_str(
+        " RETURNING holds.id, holds.user_id, holds.monthly_part, holds.permanent_part, holds.cycle_start, \
+         holds.status, holds.created_at, holds.deadline, holds.resolved_at, holds.idempotency_key, \
+         holds.request_hash, holds.journal_entry_id, holds.details, holds.result",
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(open_at);
+    for c in claims {
+        values.push(c.id.as_str().into());
+        values.push(c.user_id.as_str().into());
+        values.push(c.status.as_str().into());
+        values.push(c.resolved_at.into());
+        values.push(c.result.clone().into());
+        values.push(i64::from(c.forget_key).into());
+    }
+    values.push(HoldStatus::Open.as_str().into());
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    rows.iter()
+        .map(|row| holds::Model::from_query_result(row, "").map_err(StoreError::from))
+        .collect()
+}
+
+const WALLET_COLUMNS: [&str; 12] = [
+    "user_id",
+    "version",
+    "monthly_delta",
+    "permanent_delta",
+    "held_monthly_delta",
+    "held_permanent_delta",
+    "monthly_allocation",
+    "cycle_start",
+    "cycle_end",
+    "updated_at",
+    "alert_thresholds",
+    "alert_state",
+];
+
+/// Writes the wallets of `writes` with one statement; an error unless each
+/// was written (still at the version its lock gave it). Each wallet must
+/// appear once.
+pub(crate) async fn write_wallets(txn: &DatabaseTransaction, writes: &[WalletWrite]) -> StoreResult<()> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    let mut sql = values_of(backend, &WALLET_COLUMNS, writes.len());
+    sql.push_str(
+        "UPDATE wallets SET monthly_balance = wallets.monthly_balance + v.monthly_delta, \
+         permanent_balance = wallets.permanent_balance + v.permanent_delta, \
+         held_monthly = wallets.held_monthly + v.held_monthly_delta, \
+         held_permanent = wallets.held_permanent + v.held_permanent_delta, \
+         monthly_allocation = v.monthly_allocation, cycle_start = v.cycle_start, cycle_end = v.cycle_end, \
+         updated_at = v.updated_at, alert_thresholds = v.alert_thresholds, alert_state = v.alert_state \
+         FROM v WHERE wallets.user_id = v.user_id AND wallets.version = v.version",
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(writes.len() * WALLET_COLUMNS.len());
+    for w in writes {
+        values.push(w.user_id.as_str().into());
+        values.push(w.version.into());
+        values.push(w.monthly_delta.into());
+        values.push(w.permanent_delta.into());
+        values.push(w.held_monthly_delta.into());
+        values.push(w.held_permanent_delta.into());
+        values.push(w.monthly_allocation.into());
+        values.push(w.cycle_start.into());
+        values.push(w.cycle_end.into());
+        values.push(w.updated_at.into());
+        values.push(w.alert_thresholds.clone().into());
+        values.push(w.alert_state.clone().into());
+    }
+    let done = txn
+        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    if done.rows_affected() != writes.len() as u64 {
+        return Err(StoreError::corrupt(format!(
+            "{} of a batch's {} wallets changed under their locks",
+            writes.len() as u64 - done.rows_affected().min(writes.len() as u64),
+            writes.len()
+        )));
+    }
+    Ok(())
+}
