@@ -70,6 +70,24 @@ pub(crate) struct Outcome {
     key_failed: Option<(String, String)>,
 }
 
+impl Outcome {
+    /// A call that answered: `result` is kept for retries.
+    pub(crate) fn with_result(result: String) -> Self {
+        Outcome {
+            result: Some(result),
+            ..Outcome::default()
+        }
+    }
+
+    /// A call that failed: a retry with its key runs again.
+    pub(crate) fn failed() -> Self {
+        Outcome {
+            forget_key: true,
+            ..Outcome::default()
+        }
+    }
+}
+
 fn hold_from(row: &holds::Model) -> Hold {
     Hold {
         id: row.id.clone(),
@@ -240,11 +258,7 @@ impl Store {
         usage: UsageDetails,
         result: String,
     ) -> StoreResult<Resolution> {
-        let outcome = Outcome {
-            result: Some(result),
-            forget_key: false,
-            key_failed: None,
-        };
+        let outcome = Outcome::with_result(result);
         self.resolve_hold(user_id, hold_id, cost, HoldStatus::Settled, Some(usage), outcome)
             .await
     }
@@ -276,18 +290,13 @@ impl Store {
         hold_id: &str,
         usage: UsageDetails,
     ) -> StoreResult<Resolution> {
-        let outcome = Outcome {
-            result: None,
-            forget_key: true,
-            key_failed: None,
-        };
         self.resolve_hold(
             user_id,
             hold_id,
             Credits::ZERO,
             HoldStatus::Released,
             Some(usage),
-            outcome,
+            Outcome::failed(),
         )
         .await
     }

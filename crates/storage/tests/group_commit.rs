@@ -178,6 +178,19 @@ async fn batches_match_one_at_a_time(backend: Backend, steps: Vec<Step>, cuts: V
                     .release_hold(user_id, hold_id, Some(UsageDetails::default()))
                     .await
                     .map(BatchAnswer::Resolution),
+                BatchOp::SettleWithResult {
+                    user_id,
+                    hold_id,
+                    cost,
+                    result,
+                } => alone
+                    .settle_hold_with_result(user_id, hold_id, *cost, UsageDetails::default(), result.clone())
+                    .await
+                    .map(BatchAnswer::Resolution),
+                BatchOp::ReleaseFailed { user_id, hold_id } => alone
+                    .release_failed_hold(user_id, hold_id, UsageDetails::default())
+                    .await
+                    .map(BatchAnswer::Resolution),
             };
             alone_seen.push(seen(&answer));
             alone_holds.push(hold_of(&op, &answer));
@@ -389,4 +402,97 @@ async fn sqlite_a_retry_sees_a_settle_of_its_own_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_retry_sees_a_settle_of_its_own_batch() {
     a_retry_sees_a_settle_of_its_own_batch(Backend::Postgres).await;
+}
+
+/// What a batch's resolutions keep with their holds, claimed together: a
+/// settle's result for retries, a failed call's freed key, and a second
+/// resolution of the same hold refused.
+async fn a_batch_keeps_what_each_resolution_keeps(backend: Backend) {
+    let db = TestDb::new(backend).await.unwrap();
+    let store = funded(&db, 1).await;
+    let keyed = |key: &str| {
+        let mut req = HoldRequest::new(cr("3"));
+        req.idempotency_key = Some(key.into());
+        req.request_hash = Some(format!("hash-{key}"));
+        req
+    };
+    let mut holds = Vec::new();
+    for user in USERS {
+        let Placement::Placed { hold, .. } = store.place_hold(user, &keyed(user)).await.unwrap() else {
+            panic!("a new hold")
+        };
+        holds.push(hold.id);
+    }
+    let answers = store
+        .run_batch_for_test(vec![
+            BatchOp::SettleWithResult {
+                user_id: "ana".into(),
+                hold_id: holds[0].clone(),
+                cost: cr("1"),
+                result: r#"{"text":"Paris"}"#.into(),
+            },
+            BatchOp::ReleaseFailed {
+                user_id: "bo".into(),
+                hold_id: holds[1].clone(),
+            },
+            BatchOp::Settle {
+                user_id: "cy".into(),
+                hold_id: holds[2].clone(),
+                cost: cr("2"),
+            },
+            BatchOp::Settle {
+                user_id: "ana".into(),
+                hold_id: holds[0].clone(),
+                cost: cr("1"),
+            },
+        ])
+        .await;
+    let charged: Vec<Option<Credits>> = answers
+        .iter()
+        .take(3)
+        .map(|a| match a {
+            Ok(BatchAnswer::Resolution(r)) => Some(r.charged),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(charged, vec![Some(cr("1")), Some(Credits::ZERO), Some(cr("2"))]);
+    assert!(
+        matches!(&answers[3], Err(StoreError::HoldNotOpen { status, .. }) if status == "SETTLED"),
+        "a second settle of one hold is refused: {:?}",
+        answers[3]
+    );
+    match store.place_hold("ana", &keyed("ana")).await.unwrap() {
+        Placement::Existing { hold, result, .. } => {
+            assert_eq!(hold.id, holds[0]);
+            assert_eq!(result.as_deref(), Some(r#"{"text":"Paris"}"#));
+        }
+        other => panic!("the settled hold with its result: {other:?}"),
+    }
+    assert!(
+        matches!(
+            store.place_hold("bo", &keyed("bo")).await.unwrap(),
+            Placement::Placed { .. }
+        ),
+        "a failed call's key is free again"
+    );
+    match store.place_hold("cy", &keyed("cy")).await.unwrap() {
+        Placement::Existing { hold, result, .. } => {
+            assert_eq!(hold.id, holds[2]);
+            assert_eq!(result, None);
+        }
+        other => panic!("the settled hold, without a result: {other:?}"),
+    }
+    for user in USERS {
+        assert_books_balance(&store, user).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_batch_keeps_what_each_resolution_keeps() {
+    a_batch_keeps_what_each_resolution_keeps(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_batch_keeps_what_each_resolution_keeps() {
+    a_batch_keeps_what_each_resolution_keeps(Backend::Postgres).await;
 }

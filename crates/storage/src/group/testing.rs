@@ -27,6 +27,18 @@ pub enum BatchOp {
         user_id: String,
         hold_id: String,
     },
+    /// A settle that keeps the call's result for retries.
+    SettleWithResult {
+        user_id: String,
+        hold_id: String,
+        cost: Credits,
+        result: String,
+    },
+    /// A release of a call that failed: its idempotency key is freed.
+    ReleaseFailed {
+        user_id: String,
+        hold_id: String,
+    },
 }
 
 /// An answer of [`Store::run_batch_for_test`].
@@ -46,20 +58,34 @@ impl Store {
         let mut jobs = Vec::new();
         let mut answers = Vec::new();
         for op in ops {
-            let resolve = |user_id: String, hold_id: String, cost, status| {
+            let resolve = |user_id: String, hold_id: String, cost, status, outcome| {
                 Op::Resolve(Resolve {
                     user_id,
                     hold_id,
                     cost,
                     status,
                     usage: Some(UsageDetails::default()),
-                    outcome: Outcome::default(),
+                    outcome,
                 })
             };
+            let (settled, released) = (HoldStatus::Settled, HoldStatus::Released);
             let op = match op {
                 BatchOp::Hold { user_id, req } => Op::Hold { user_id, req },
-                BatchOp::Settle { user_id, hold_id, cost } => resolve(user_id, hold_id, cost, HoldStatus::Settled),
-                BatchOp::Release { user_id, hold_id } => resolve(user_id, hold_id, Credits::ZERO, HoldStatus::Released),
+                BatchOp::Settle { user_id, hold_id, cost } => {
+                    resolve(user_id, hold_id, cost, settled, Outcome::default())
+                }
+                BatchOp::Release { user_id, hold_id } => {
+                    resolve(user_id, hold_id, Credits::ZERO, released, Outcome::default())
+                }
+                BatchOp::SettleWithResult {
+                    user_id,
+                    hold_id,
+                    cost,
+                    result,
+                } => resolve(user_id, hold_id, cost, settled, Outcome::with_result(result)),
+                BatchOp::ReleaseFailed { user_id, hold_id } => {
+                    resolve(user_id, hold_id, Credits::ZERO, released, Outcome::failed())
+                }
             };
             let (reply, answer) = oneshot::channel();
             jobs.push(Job { op, reply });
