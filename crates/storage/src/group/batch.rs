@@ -150,21 +150,23 @@ fn hand_out(entries: Vec<Entry>, applied: &mut [Applied]) -> StoreResult<()> {
 }
 
 impl Store {
-    pub(super) async fn run_batch(&self, jobs: Vec<Job>) {
+    pub(super) async fn run_batch(&self, mut jobs: Vec<Job>) {
+        // One operation runs as if alone; several, even of one wallet,
+        // claim their holds and write their rows together.
+        if jobs.len() == 1
+            && let Some(job) = jobs.pop()
+        {
+            let done = self.run_alone(job.op).await;
+            let _ = job.reply.send(done);
+            return;
+        }
         // Each wallet's operations in arrival order; the wallets in user-id
         // order, the order in which they are locked.
         let mut wallets: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
         for job in &jobs {
             wallets.entry(job.op.user_id()).or_default().push(&job.op);
         }
-        // One operation runs as if alone; several, even of one wallet,
-        // claim their holds and write their rows together.
-        let outcome = if jobs.len() == 1 {
-            self.run_one_wallet(&wallets).await
-        } else {
-            self.run_wallets(&wallets).await
-        };
-        let answers = match outcome {
+        let answers = match self.run_wallets(&wallets).await {
             Ok(answers) => answers,
             Err(Failed::Commit(e)) => {
                 let why = e.to_string();
@@ -172,12 +174,6 @@ impl Store {
                     let _ = job.reply.send(Err(StoreError::Unavailable(format!(
                         "the commit failed; the change may or may not have landed: {why}"
                     ))));
-                }
-                return;
-            }
-            Err(Failed::Before(e)) if jobs.len() == 1 => {
-                if let Some(job) = jobs.into_iter().next() {
-                    let _ = job.reply.send(Err(e));
                 }
                 return;
             }
@@ -204,25 +200,6 @@ impl Store {
         for (job, done) in jobs.into_iter().zip(replies) {
             let _ = job.reply.send(done);
         }
-    }
-
-    /// A batch of one operation: its own transaction, as if alone.
-    async fn run_one_wallet(
-        &self,
-        wallets: &BTreeMap<&str, Vec<&Op>>,
-    ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
-        let mut out = Vec::with_capacity(1);
-        for (user_id, ops) in wallets {
-            let applied = self
-                .apply_ops(Lock::Alone, user_id, ops)
-                .await
-                .map_err(Failed::Before)?;
-            if let Some(change) = &applied.change {
-                self.publish(change);
-            }
-            out.push(applied.answers().into_iter());
-        }
-        Ok(out)
     }
 
     /// A batch of several operations: one transaction, announced (PostgreSQL)
