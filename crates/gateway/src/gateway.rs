@@ -53,6 +53,8 @@ pub(crate) struct Entry {
     pub(crate) timeouts: Timeouts,
     /// The cap on plugin calls in flight, stuck ones included.
     pub(crate) calls: plugin_call::CallLimit,
+    /// Plugin calls run on the calling worker (`inline_plugin_calls`).
+    pub(crate) inline_calls: bool,
 }
 
 /// The provider gateway.

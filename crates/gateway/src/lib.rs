@@ -38,8 +38,9 @@
 //!   largest is lowered to it (never raised).
 //! * **No fallback**: a failing provider is never replaced by another (the
 //!   demo provider included).
-//! * **Plugin calls never run on the async runtime** (see `plugin_call`):
-//!   each goes to the blocking pool under the provider's
+//! * **Plugin calls run off the async runtime** (see `plugin_call`),
+//!   unless an operator trusts a provider's plugin with
+//!   `inline_plugin_calls`: each goes to the blocking pool under the provider's
 //!   `plugin_call_timeout_ms`; one over it fails its request
 //!   ([`ProviderError::PluginTimeout`]), and each provider caps its calls
 //!   in flight, stuck ones included (`max_concurrent_plugin_calls`; one

@@ -18,6 +18,13 @@
 //! plugin, so a plugin that hangs holds at most that many blocking threads,
 //! and other providers keep theirs. Stuck calls are a gauge per provider
 //! (`creditgate_plugin_calls_stuck`).
+//!
+//! A provider configured with `inline_plugin_calls` trusts its plugin to
+//! return at once: its calls run on the worker serving the request, which
+//! saves two thread hand-offs per request, with panics caught the same way.
+//! Its time limit is checked when the call returns: a call over it fails its
+//! request as above, but nothing could stop it meanwhile, and the cap does
+//! not apply (no blocking thread is held).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -142,6 +149,9 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Provider) -> Result<T, PluginError> + Send + 'static,
 {
+    if entry.inline_calls {
+        return inline(entry, operation, f);
+    }
     let Ok(permit) = Arc::clone(&entry.calls.permits).try_acquire_owned() else {
         return Err(busy(entry, operation));
     };
@@ -170,8 +180,27 @@ where
         }),
         Err(_) => {
             state.timed_out();
-            Err(timed_out(entry, operation))
+            Err(timed_out(entry, operation, None))
         }
+    }
+}
+
+/// Runs `f` with the provider's plugin on the calling worker (a provider
+/// with `inline_plugin_calls`): panics caught, the time limit checked once
+/// the plugin has returned.
+fn inline<T, F>(entry: &Entry, operation: &'static str, f: F) -> Result<T, ProviderError>
+where
+    F: FnOnce(&dyn Provider) -> Result<T, PluginError>,
+{
+    let started = Instant::now();
+    let result = guard(|| f(entry.plugin.as_ref()));
+    let took = started.elapsed();
+    if took > entry.timeouts.plugin_call {
+        return Err(timed_out(entry, operation, Some(took)));
+    }
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) | Err(err) => Err(plugin_error(entry, operation, err)),
     }
 }
 
@@ -196,19 +225,32 @@ fn busy(entry: &Entry, operation: &'static str) -> ProviderError {
     }
 }
 
-/// The error of a plugin call over the time limit, counted and logged.
-pub(crate) fn timed_out(entry: &Entry, operation: &'static str) -> ProviderError {
+/// The error of a plugin call over the time limit, counted and logged:
+/// `inline_took` is how long an inline call took (it has returned), `None`
+/// a call on the blocking pool (still running, its thread left to finish).
+fn timed_out(entry: &Entry, operation: &'static str, inline_took: Option<std::time::Duration>) -> ProviderError {
     metrics::counter!(crate::metrics::PLUGIN_TIMEOUTS, "plugin" => entry.manifest.id.clone(), "provider" => entry.id.clone())
         .increment(1);
-    tracing::error!(
-        plugin = %entry.manifest.id,
-        provider = %entry.id,
-        operation,
-        limit_ms = entry.timeouts.plugin_call.as_millis() as u64,
-        stuck = entry.calls.stuck(),
-        max_concurrent_plugin_calls = entry.calls.max(),
-        "provider plugin call exceeded its time limit; the request failed (the call's thread is left to finish and keeps its slot until then)"
-    );
+    let limit_ms = entry.timeouts.plugin_call.as_millis() as u64;
+    match inline_took {
+        Some(took) => tracing::error!(
+            plugin = %entry.manifest.id,
+            provider = %entry.id,
+            operation,
+            limit_ms,
+            took_ms = took.as_millis() as u64,
+            "provider plugin call, run inline (inline_plugin_calls), exceeded its time limit; the request failed, and the runtime worker it ran on served nothing else meanwhile"
+        ),
+        None => tracing::error!(
+            plugin = %entry.manifest.id,
+            provider = %entry.id,
+            operation,
+            limit_ms,
+            stuck = entry.calls.stuck(),
+            max_concurrent_plugin_calls = entry.calls.max(),
+            "provider plugin call exceeded its time limit; the request failed (the call's thread is left to finish and keeps its slot until then)"
+        ),
+    }
     ProviderError::PluginTimeout {
         provider: entry.id.clone(),
         operation,

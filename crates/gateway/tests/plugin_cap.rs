@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use creditgate_gateway::{ApiKey, ChatRequest, Gateway, Message, ProviderConfig, ProviderError, ProvidersConfig};
-use creditgate_provider_sdk::{
-    ChatResponse, ClassifiedError, ErrorClass, HttpRequest, Manifest, ModelInfo, PluginError, Provider, RequestContext,
-    SseEvent, StreamEvent, Transport,
-};
-use secrecy::SecretString;
+use creditgate_gateway::{Gateway, ProviderConfig, ProviderError, ProvidersConfig};
+use creditgate_provider_sdk::Provider;
+
+mod offline;
+use offline::{Offline, key, request};
 
 /// A gate the plugin's calls wait at until it opens.
 #[derive(Default)]
@@ -42,58 +41,6 @@ impl Gate {
     fn entered(&self) -> usize {
         self.entered.load(Ordering::SeqCst)
     }
-}
-
-/// An offline provider whose `build_chat_request` waits at the gate when
-/// it has one, then refuses (no network needed).
-struct Waiting {
-    id: &'static str,
-    gate: Option<Arc<Gate>>,
-}
-
-impl Provider for Waiting {
-    fn manifest(&self) -> Manifest {
-        Manifest::new(self.id, self.id, "0.0.1")
-            .model(ModelInfo::new("m", 1_000))
-            .transport(Transport::Offline)
-            .key(creditgate_provider_sdk::KeyPlacement::None)
-    }
-
-    fn build_chat_request(&self, _: &RequestContext, _: &ChatRequest) -> Result<HttpRequest, PluginError> {
-        if let Some(gate) = &self.gate {
-            gate.pass();
-        }
-        Err(PluginError::unsupported("the plugin answered"))
-    }
-
-    fn parse_chat_response(&self, _: &str) -> Result<ChatResponse, PluginError> {
-        Err(PluginError::parse("unused"))
-    }
-
-    fn classify_error(&self, _: u16, _: &str) -> ClassifiedError {
-        ClassifiedError::new(ErrorClass::Other, "unused")
-    }
-
-    fn parse_stream_event(&self, _: &SseEvent) -> Result<Vec<StreamEvent>, PluginError> {
-        Ok(Vec::new())
-    }
-
-    fn build_validate_key_request(&self, _: &RequestContext) -> Result<HttpRequest, PluginError> {
-        Err(PluginError::unsupported("unused"))
-    }
-}
-
-fn request() -> ChatRequest {
-    ChatRequest {
-        model: "m".into(),
-        messages: vec![Message::user("hi")],
-        max_output_tokens: 10,
-        stream: false,
-    }
-}
-
-fn key() -> ApiKey {
-    ApiKey::User(SecretString::from("sk-test".to_owned()))
 }
 
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
@@ -123,14 +70,11 @@ async fn a_hanging_plugin_holds_at_most_its_cap_of_calls() {
         ..ProvidersConfig::default()
     };
     let plugins: Vec<Arc<dyn Provider>> = vec![
-        Arc::new(Waiting {
-            id: "hanging",
-            gate: Some(Arc::clone(&gate)),
+        Offline::with_hook("hanging", {
+            let gate = Arc::clone(&gate);
+            move || gate.pass()
         }),
-        Arc::new(Waiting {
-            id: "other",
-            gate: None,
-        }),
+        Offline::with_hook("other", || {}),
     ];
     let gateway = Arc::new(Gateway::with_providers(&config, plugins).unwrap());
     let calls: Vec<_> = (0..2)
@@ -194,10 +138,7 @@ fn a_cap_of_zero_is_refused() {
         )]),
         ..ProvidersConfig::default()
     };
-    let plugins: Vec<Arc<dyn Provider>> = vec![Arc::new(Waiting {
-        id: "other",
-        gate: None,
-    })];
+    let plugins: Vec<Arc<dyn Provider>> = vec![Offline::with_hook("other", || {})];
     let err = Gateway::with_providers(&config, plugins).unwrap_err();
     assert!(err.to_string().contains("max_concurrent_plugin_calls"), "{err}");
 }

@@ -49,6 +49,10 @@ struct Cli {
     /// use the others.
     #[arg(long, default_value_t = 0)]
     server_core: usize,
+    /// Run the openai plugin's calls inline on the server's workers
+    /// (`inline_plugin_calls`) instead of on the blocking pool.
+    #[arg(long)]
+    inline_plugin_calls: bool,
 }
 
 struct Server {
@@ -124,11 +128,12 @@ async fn main() -> Result<()> {
         "data_dir = {data:?}\ndatabase_url = {db:?}\ndatabase_max_connections = 16\nlisten = \"127.0.0.1:{port}\"\njwt_secret = {SECRET:?}\n\
          log_format = \"json\"\n[sweep]\ninterval_secs = 0\n[ai]\nrequests_per_minute = 0\n\
          [providers]\nplugin_dir = {plugins:?}\n[providers.providers.demo]\n[providers.providers.openai]\n\
-         base_url = \"http://{mock_addr}/v1\"\napi_key_file = {key:?}\n",
+         base_url = \"http://{mock_addr}/v1\"\napi_key_file = {key:?}\ninline_plugin_calls = {inline}\n",
         data = work.path().display().to_string(),
         db = db.url,
         plugins = dir.display().to_string(),
         key = key_file.display().to_string(),
+        inline = cli.inline_plugin_calls,
     );
     let config_path: PathBuf = work.path().join("creditgate.toml");
     std::fs::write(&config_path, config)?;
