@@ -174,10 +174,14 @@ impl TestApp {
 
     /// Sends a GraphQL request with a bearer token (or none).
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
-        let mut req = self
-            .http
-            .post(self.url("/graphql"))
-            .json(&json!({"query": query, "variables": variables}));
+        self.gql_body(token, &json!({"query": query, "variables": variables}))
+            .await
+    }
+
+    /// Sends a GraphQL request body as it is (an `operationName`, an
+    /// `extensions` entry...) with a bearer token (or none).
+    pub async fn gql_body(&self, token: Option<&str>, body: &Value) -> Gql {
+        let mut req = self.http.post(self.url("/graphql")).json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -171,6 +171,60 @@ async fn tooling_conventions() {
     assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{v}");
 }
 
+/// Parsed documents are kept by their text (see the graphql crate's
+/// `documents`); what the server checks of a request is checked every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_parsed_once_is_still_checked_every_time() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let alice = app.member("alice", "acme");
+    let get = |query: &'static str| {
+        app.http
+            .get(app.url("/graphql"))
+            .query(&[("query", query)])
+            .bearer_auth(&alice)
+            .header("accept", "application/graphql-response+json")
+            .send()
+    };
+
+    // A mutation sent by POST, again and again, is answered each time...
+    let mutation = "mutation { __typename }";
+    for _ in 0..3 {
+        let r = app.gql(Some(&alice), mutation, json!({})).await;
+        assert_eq!(r.data()["__typename"], "Mutation", "{:?}", r.0);
+    }
+    // ...and its document, parsed and kept, is still refused over GET.
+    let v: Value = get(mutation).await.unwrap().json().await.unwrap();
+    assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{v}");
+    assert!(v["data"].is_null(), "{v}");
+
+    // One document, several operations: each request runs the one it names.
+    let two = "query W { wallet { available } } query M { me { id } }";
+    let wallet = json!({"wallet": {"available": app.wallet(&alice).await["available"]}});
+    for (name, expect) in [("W", wallet), ("M", json!({"me": {"id": "alice"}}))] {
+        for _ in 0..2 {
+            let r = app
+                .gql_body(Some(&alice), &json!({"query": two, "operationName": name}))
+                .await;
+            assert_eq!(*r.data(), expect);
+        }
+    }
+
+    // What does not parse is refused every time, with its code.
+    for _ in 0..2 {
+        let r = app.gql(Some(&alice), "{ me { id ", json!({})).await;
+        assert_eq!(r.code(), "GRAPHQL_PARSE_FAILED");
+    }
+    // Validation runs for a kept document too: a variable of the wrong type
+    // is refused each time.
+    let typed = "query($n: Int!) { activity(first: $n) { edges { cursor } } }";
+    for _ in 0..2 {
+        let r = app.gql(Some(&alice), typed, json!({"n": 5})).await;
+        assert!(r.0["errors"].is_null(), "{:?}", r.0);
+        let r = app.gql(Some(&alice), typed, json!({"n": "five"})).await;
+        assert_eq!(r.code(), "BAD_USER_INPUT", "{:?}", r.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_are_told_to_go_away_on_shutdown() {
     let app = TestApp::new(Backend::Sqlite).await;

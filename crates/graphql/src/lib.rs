@@ -5,6 +5,7 @@ mod admins;
 mod ai;
 mod alerts;
 mod context;
+mod documents;
 mod error;
 mod exports;
 mod guard;
@@ -99,6 +100,8 @@ pub fn build_schema(
         // Outermost first: the metrics see each response as it leaves.
         .extension(metrics::RequestMetrics)
         .extension(guard::DocumentGuard(limits.document))
+        // Inside the guard: its checks run for cached documents too.
+        .extension(documents::Documents::new())
         // After the guard: it parses hash-registered queries itself.
         .extension(
             async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries::new(
