@@ -3,12 +3,11 @@
 
 use chrono::Duration;
 use creditgate_domain::{ActivityKind, AiRequestStatus, Credits, HoldStatus, Posting, Reservation};
-use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::entities::{holds, journal_entries};
 use crate::error::{StoreError, StoreResult};
-use crate::group::{Done, HoldClaim, Op, Resolve};
+use crate::group::{Claimed, Done, HoldClaim, Op, Resolve, claim_holds};
 use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet};
 use crate::outbox::{OutgoingEvent, event_types};
 use crate::store::{EntryExtras, LockedWallet, Store, Txn};
@@ -468,24 +467,8 @@ impl Store {
 
     /// Claims the hold `r` resolves, if it is still open (a batch claims
     /// its holds together, see [`crate::group`]).
-    async fn claim_hold(&self, locked: &LockedWallet, r: &Resolve) -> StoreResult<Option<holds::Model>> {
-        let c = r.claim(locked.now);
-        let mut claim = holds::Entity::update_many()
-            .col_expr(holds::Column::Status, Expr::value(c.status.as_str()))
-            .col_expr(holds::Column::ResolvedAt, Expr::value(Some(c.resolved_at)));
-        if let Some(result) = c.result {
-            claim = claim.col_expr(holds::Column::Result, Expr::value(Some(result)));
-        }
-        if c.forget_key {
-            claim = claim.col_expr(holds::Column::IdempotencyKey, Expr::value(Option::<String>::None));
-        }
-        Ok(claim
-            .filter(holds::Column::Id.eq(c.id))
-            .filter(holds::Column::UserId.eq(c.user_id))
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
-            .exec_with_returning(&*locked.txn)
-            .await?
-            .pop())
+    async fn claim_hold(&self, locked: &LockedWallet, r: &Resolve) -> StoreResult<Option<Claimed>> {
+        Ok(claim_holds(&locked.txn, &[r.claim(locked.now)]).await?.pop())
     }
 
     /// The open holds of a user.

@@ -8,10 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use creditgate_domain::{Credits, Posting, Thresholds, WalletState};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Statement,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Statement};
 
 use crate::alerts::StoredAlerts;
 use crate::entities::{journal_entries, wallets};
@@ -195,54 +192,59 @@ impl LockedWallet {
             }
         }
         let mut running = before.total().millis();
-        let mut entries = Vec::with_capacity(pending.len());
+        let mut rows = Vec::with_capacity(pending.len());
         for (posting, extras) in pending {
             running += posting.monthly_delta.millis() + posting.permanent_delta.millis();
             let usage = extras.usage.unwrap_or_default();
-            let row = journal_entries::ActiveModel {
-                id: NotSet,
-                user_id: Set(user_id.clone()),
-                org_id: Set(org_id.clone()),
-                at: Set(now),
-                kind: Set(posting.kind.as_str().to_owned()),
-                feature: Set(usage.feature.map(|f| f.as_str().to_owned())),
-                billing_mode: Set(usage.billing_mode.map(|f| f.as_str().to_owned())),
-                status: Set(usage.status.map(|f| f.as_str().to_owned())),
-                provider: Set(usage.provider),
-                model: Set(usage.model),
-                input_tokens: Set(usage.input_tokens),
-                output_tokens: Set(usage.output_tokens),
-                credits_consumed: Set(posting.credits_consumed.millis()),
-                credits_avoided: Set(usage.credits_avoided.millis()),
-                monthly_delta: Set(posting.monthly_delta.millis()),
-                permanent_delta: Set(posting.permanent_delta.millis()),
-                balance_after: Set(running),
-                pricing_version: Set(usage.pricing_version),
-                idempotency_key: Set(extras.idempotency_key),
-                request_hash: Set(extras.request_hash),
-                hold_id: Set(extras.hold_id),
-                reference: Set(extras.reference),
-                description: Set(usage.description.or(posting.description)),
-                wallet_version: Set(version),
-                cached_input_tokens: Set(usage.cached_input_tokens),
-                cache_write_tokens: Set(usage.cache_write_tokens),
-                reasoning_tokens: Set(usage.reasoning_tokens),
-                actor: Set(usage.actor),
-            };
-            if let Txn::Shared(batch) = &txn {
-                // Written with the batch's other entries, in one statement.
-                batch.defer_entry(row);
-                continue;
-            }
-            let inserted = journal_entries::Entity::insert(row).exec_with_returning(&*txn).await;
-            let inserted = match inserted {
-                Ok(m) => m,
+            rows.push(journal_entries::Model {
+                // Numbered by the database when written.
+                id: 0,
+                user_id: user_id.clone(),
+                org_id: org_id.clone(),
+                at: now,
+                kind: posting.kind.as_str().to_owned(),
+                feature: usage.feature.map(|f| f.as_str().to_owned()),
+                billing_mode: usage.billing_mode.map(|f| f.as_str().to_owned()),
+                status: usage.status.map(|f| f.as_str().to_owned()),
+                provider: usage.provider,
+                model: usage.model,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                credits_consumed: posting.credits_consumed.millis(),
+                credits_avoided: usage.credits_avoided.millis(),
+                monthly_delta: posting.monthly_delta.millis(),
+                permanent_delta: posting.permanent_delta.millis(),
+                balance_after: running,
+                pricing_version: usage.pricing_version,
+                idempotency_key: extras.idempotency_key,
+                request_hash: extras.request_hash,
+                hold_id: extras.hold_id,
+                reference: extras.reference,
+                description: usage.description.or(posting.description),
+                wallet_version: version,
+                cached_input_tokens: usage.cached_input_tokens,
+                cache_write_tokens: usage.cache_write_tokens,
+                reasoning_tokens: usage.reasoning_tokens,
+                actor: usage.actor,
+            });
+        }
+        let mut entries = Vec::new();
+        match &txn {
+            // Written with the batch's other entries, in one statement.
+            Txn::Shared(batch) => batch.defer_entries(rows),
+            Txn::Own(own) => match crate::group::insert_entries(own, &rows).await {
+                Ok(ids) => {
+                    entries.reserve(rows.len());
+                    for (mut row, id) in rows.into_iter().zip(ids) {
+                        row.id = id;
+                        entries.push(Entry::try_from(row)?);
+                    }
+                }
                 Err(e) => {
                     txn.rollback().await?;
-                    return Err(e.into());
+                    return Err(e);
                 }
-            };
-            entries.push(Entry::try_from(inserted)?);
+            },
         }
         if running != state.total().millis() {
             txn.rollback().await?;

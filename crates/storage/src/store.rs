@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use creditgate_domain::{ActivityKind, Clock, Credits, PlanCatalog, Thresholds, cycle_at};
 use creditgate_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -285,7 +285,10 @@ impl Store {
     /// The wallet of `row`, just locked in `txn`, with its billing cycle
     /// closed if that has ended.
     pub(crate) async fn locked_from(&self, txn: Txn, row: wallets::Model) -> StoreResult<LockedWallet> {
-        let now = self.clock.now();
+        // To the microsecond, which both databases keep exactly: what a
+        // change writes (its entries' times) is then what it answers with,
+        // without reading it back.
+        let now = self.clock.now().trunc_subsecs(6);
         let user_id = row.user_id.clone();
         let mut locked = LockedWallet::new(txn, &row, now, self);
         if locked.state.cycle_ended(now) {

@@ -496,3 +496,114 @@ async fn sqlite_a_batch_keeps_what_each_resolution_keeps() {
 async fn postgres_a_batch_keeps_what_each_resolution_keeps() {
     a_batch_keeps_what_each_resolution_keeps(Backend::Postgres).await;
 }
+
+/// The entries a change answers with are the entries the journal keeps,
+/// field for field (ids, times to the microsecond, usage), whether the
+/// change ran alone or in a batch: nothing is read back after it is
+/// written, so what is answered must be exactly what was written.
+async fn answered_entries_are_the_journals(backend: Backend) {
+    let db = TestDb::new(backend).await.unwrap();
+    // A time with nanoseconds, which neither database keeps.
+    let clock = Arc::new(ManualClock::new(at("2025-03-10T12:00:00.123456789Z")));
+    let store = db
+        .store_with(clock.clone(), PlanCatalog::shipped(), |o| o.ledger_writers = Some(1))
+        .await
+        .unwrap();
+    let mut answered = Vec::new();
+    for user in USERS {
+        store.ensure_user(&member(user, "org")).await.unwrap();
+        let grant = CreditRequest {
+            kind: ActivityKind::Grant,
+            amount: cr("20"),
+            description: Some("welcome".into()),
+            reference: Some(format!("grant-{user}")),
+            idempotency_key: Some(format!("grant-{user}")),
+        };
+        answered.push(store.add_credits(user, &grant).await.unwrap());
+    }
+    let usage = |n: i64| UsageDetails {
+        feature: Some(creditgate_domain::AiFeature::Chat),
+        billing_mode: Some(creditgate_domain::BillingMode::Credits),
+        status: Some(creditgate_domain::AiRequestStatus::Succeeded),
+        provider: Some("openai".into()),
+        model: Some("gpt-4o-mini".into()),
+        input_tokens: Some(100 + n),
+        output_tokens: Some(20 + n),
+        pricing_version: Some("2025-03".into()),
+        cached_input_tokens: Some(n),
+        reasoning_tokens: Some(3),
+        actor: Some("back-office".into()),
+        ..UsageDetails::default()
+    };
+    // Two holds per user in one batch.
+    let holds: Vec<BatchOp> = USERS
+        .iter()
+        .chain(USERS.iter())
+        .map(|u| BatchOp::Hold {
+            user_id: (*u).to_owned(),
+            req: HoldRequest::new(cr("2")),
+        })
+        .collect();
+    let placed: Vec<(String, String)> = store
+        .run_batch_for_test(holds.clone())
+        .await
+        .iter()
+        .zip(&holds)
+        .map(|(answer, op)| hold_of(op, answer).expect("placed"))
+        .collect();
+    clock.advance(chrono::Duration::nanoseconds(987_654_321));
+    // The first hold of each user settled in one batch, several entries
+    // of one statement; the second of each settled alone.
+    let (batched, alone) = placed.split_at(USERS.len());
+    let settles: Vec<BatchOp> = batched
+        .iter()
+        .map(|(user_id, hold_id)| BatchOp::Settle {
+            user_id: user_id.clone(),
+            hold_id: hold_id.clone(),
+            cost: cr("1.5"),
+        })
+        .collect();
+    for answer in store.run_batch_for_test(settles).await {
+        match answer {
+            Ok(BatchAnswer::Resolution(r)) => answered.push(r.entry.expect("a settle writes an entry")),
+            other => panic!("settled: {other:?}"),
+        }
+    }
+    for (n, (user_id, hold_id)) in (0..).zip(alone) {
+        let r = store.settle_hold(user_id, hold_id, cr("0.75"), usage(n)).await.unwrap();
+        answered.push(r.entry.expect("a settle writes an entry"));
+    }
+
+    let mut kept = Vec::new();
+    for user in USERS {
+        kept.extend(journal(&store, user).await);
+    }
+    assert_eq!(
+        kept.len(),
+        answered.len() + USERS.len(),
+        "one entry per change, and each wallet's opening allocation"
+    );
+    for entry in &answered {
+        assert!(
+            entry.at.timestamp_subsec_nanos() % 1_000 == 0,
+            "times are kept to the microsecond: {}",
+            entry.at
+        );
+        assert_eq!(
+            kept.iter().find(|k| k.id == entry.id),
+            Some(entry),
+            "the entry answered is the entry kept"
+        );
+    }
+    assert!(answered.iter().any(|e| e.provider.as_deref() == Some("openai")));
+}
+
+#[tokio::test]
+async fn sqlite_answered_entries_are_the_journals() {
+    answered_entries_are_the_journals(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_answered_entries_are_the_journals() {
+    answered_entries_are_the_journals(Backend::Postgres).await;
+}

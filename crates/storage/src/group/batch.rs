@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait};
 
 use super::apply::{Applied, Lock};
-use super::sets::{HoldClaim, WalletWrite, claim_holds, write_wallets};
+use super::sets::{Claimed, HoldClaim, WalletWrite, claim_holds, insert_entries, write_wallets};
 use super::{Done, Job, Op};
 use crate::entities::{holds, journal_entries, wallets};
 use crate::error::{StoreError, StoreResult};
@@ -19,12 +19,13 @@ use crate::store::{Store, Txn};
 pub(crate) struct Batch {
     pub txn: DatabaseTransaction,
     holds: Mutex<Vec<holds::ActiveModel>>,
-    entries: Mutex<Vec<journal_entries::ActiveModel>>,
+    /// The entries to write, their ids not yet known.
+    entries: Mutex<Vec<journal_entries::Model>>,
     wallets: Mutex<Vec<WalletWrite>>,
     /// The holds the batch resolves, claimed together before its
     /// operations run, by user and hold id: each taken once, by the first
     /// operation that resolves it.
-    claims: Mutex<HashMap<(String, String), Option<holds::Model>>>,
+    claims: Mutex<HashMap<(String, String), Option<Claimed>>>,
 }
 
 impl Batch {
@@ -46,7 +47,7 @@ impl Batch {
     /// [`Batch::take_claim`].
     async fn claim(&self, claims: Vec<HoldClaim>) -> StoreResult<()> {
         let claimed = claim_holds(&self.txn, &claims).await?;
-        let mut taken: HashMap<(String, String), Option<holds::Model>> =
+        let mut taken: HashMap<(String, String), Option<Claimed>> =
             claims.into_iter().map(|c| ((c.user_id, c.id), None)).collect();
         for row in claimed {
             taken.insert((row.user_id.clone(), row.id.clone()), Some(row));
@@ -58,7 +59,7 @@ impl Batch {
     /// What the batch's claim of `user_id`'s hold `hold_id` gave: `None`
     /// when it was not claimed with the batch's others; `Some(None)` when
     /// it was not open, or an earlier operation took it.
-    pub(crate) fn take_claim(&self, user_id: &str, hold_id: &str) -> Option<Option<holds::Model>> {
+    pub(crate) fn take_claim(&self, user_id: &str, hold_id: &str) -> Option<Option<Claimed>> {
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         claims
             .get_mut(&(user_id.to_owned(), hold_id.to_owned()))
@@ -69,8 +70,8 @@ impl Batch {
         self.holds.lock().unwrap_or_else(PoisonError::into_inner).push(row);
     }
 
-    pub(crate) fn defer_entry(&self, row: journal_entries::ActiveModel) {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).push(row);
+    pub(crate) fn defer_entries(&self, rows: Vec<journal_entries::Model>) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).extend(rows);
     }
 
     /// Whether an entry of hold `hold_id` waits to be written.
@@ -79,7 +80,7 @@ impl Batch {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .any(|e| e.hold_id.try_as_ref().is_some_and(|h| h.as_deref() == Some(hold_id)))
+            .any(|e| e.hold_id.as_deref() == Some(hold_id))
     }
 
     pub(super) fn entries_deferred(&self) -> usize {
@@ -98,29 +99,14 @@ impl Batch {
                 .await?;
         }
         let rows = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let wanted: Vec<(Option<String>, Option<i64>)> = rows
-            .iter()
-            .map(|r| (r.user_id.try_as_ref().cloned(), r.balance_after.try_as_ref().copied()))
-            .collect();
-        // One statement numbers its rows in the order given; RETURNING may
-        // list them in any order, so they are put back in id order and
-        // checked against what was asked.
-        let mut written = journal_entries::Entity::insert_many(rows)
-            .exec_with_returning(&self.txn)
-            .await?;
-        written.sort_by_key(|m| m.id);
-        let same = written.len() == wanted.len()
-            && written
-                .iter()
-                .zip(&wanted)
-                .all(|(m, (user, balance))| user.as_ref() == Some(&m.user_id) && *balance == Some(m.balance_after));
-        if !same {
-            return Err(StoreError::corrupt("a batch's entries came back out of order"));
-        }
-        written.into_iter().map(Entry::try_from).collect()
+        let ids = insert_entries(&self.txn, &rows).await?;
+        rows.into_iter()
+            .zip(ids)
+            .map(|(mut row, id)| {
+                row.id = id;
+                Entry::try_from(row)
+            })
+            .collect()
     }
 }
 

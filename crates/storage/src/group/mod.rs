@@ -45,7 +45,7 @@ use crate::model::{Resolution, UsageDetails};
 use crate::store::Store;
 
 pub(crate) use batch::Batch;
-pub(crate) use sets::{HoldClaim, WalletWrite, write_wallets};
+pub(crate) use sets::{Claimed, HoldClaim, WalletWrite, claim_holds, insert_entries, write_wallets};
 #[cfg(feature = "test-support")]
 pub use testing::{BatchAnswer, BatchOp};
 

@@ -5,9 +5,14 @@
 
 use chrono::{DateTime, Utc};
 use creditgate_domain::HoldStatus;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement, Value};
+use sea_orm::ActiveValue::NotSet;
+use sea_orm::sea_query::Query;
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryTrait,
+    Statement, Value,
+};
 
-use crate::entities::holds;
+use crate::entities::journal_entries;
 use crate::error::{StoreError, StoreResult};
 
 /// A hold a batch resolves: claimed while it is still open.
@@ -21,6 +26,19 @@ pub(crate) struct HoldClaim {
     pub result: Option<String>,
     /// Frees the hold's idempotency key.
     pub forget_key: bool,
+}
+
+/// What resolving a hold needs of it, as its claim returns it: only these
+/// columns are read back (none of them is null but `details`).
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub(crate) struct Claimed {
+    pub id: String,
+    pub user_id: String,
+    pub monthly_part: i64,
+    pub permanent_part: i64,
+    pub cycle_start: DateTime<Utc>,
+    /// JSON of the usage details the hold was placed for.
+    pub details: Option<String>,
 }
 
 /// A wallet's write in a batch: balances as deltas, guarded by the version
@@ -79,7 +97,7 @@ const CLAIM_COLUMNS: [&str; 6] = ["id", "user_id", "status", "resolved_at", "res
 /// Claims the holds of `claims` that are still open, with one statement;
 /// the holds as claimed, in no particular order. Each hold must appear
 /// once.
-pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim]) -> StoreResult<Vec<holds::Model>> {
+pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim]) -> StoreResult<Vec<Claimed>> {
     if claims.is_empty() {
         return Ok(Vec::new());
     }
@@ -96,8 +114,7 @@ pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim])
     sql.push_str(&placeholder(backend, open_at));
     sql.push_str(
         " RETURNING holds.id, holds.user_id, holds.monthly_part, holds.permanent_part, holds.cycle_start, \
-         holds.status, holds.created_at, holds.deadline, holds.resolved_at, holds.idempotency_key, \
-         holds.request_hash, holds.journal_entry_id, holds.details, holds.result",
+         holds.details",
     );
     let mut values: Vec<Value> = Vec::with_capacity(open_at);
     for c in claims {
@@ -113,7 +130,7 @@ pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim])
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     rows.iter()
-        .map(|row| holds::Model::from_query_result(row, "").map_err(StoreError::from))
+        .map(|row| Claimed::from_query_result(row, "").map_err(StoreError::from))
         .collect()
 }
 
@@ -176,4 +193,56 @@ pub(crate) async fn write_wallets(txn: &DatabaseTransaction, writes: &[WalletWri
         )));
     }
     Ok(())
+}
+
+/// An entry as its insert reads it back: enough to number it and check
+/// that the numbers follow the rows.
+#[derive(Debug, FromQueryResult)]
+struct Numbered {
+    id: i64,
+    user_id: String,
+    balance_after: i64,
+}
+
+/// Inserts the journal entries `rows` (their ids unset) with one statement;
+/// their ids, in the order of `rows`. Only the ids (and what checks their
+/// order) are read back: the rest is what was written.
+pub(crate) async fn insert_entries(
+    txn: &DatabaseTransaction,
+    rows: &[journal_entries::Model],
+) -> StoreResult<Vec<i64>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = txn.get_database_backend();
+    let mut insert = journal_entries::Entity::insert_many(rows.iter().map(|m| {
+        let mut row = m.clone().into_active_model();
+        row.id = NotSet;
+        row
+    }))
+    .into_query();
+    insert.returning(Query::returning().columns([
+        journal_entries::Column::Id,
+        journal_entries::Column::UserId,
+        journal_entries::Column::BalanceAfter,
+    ]));
+    let mut numbered = txn
+        .query_all_raw(backend.build(&insert))
+        .await?
+        .iter()
+        .map(|row| Numbered::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    // One statement numbers its rows in the order given; RETURNING may
+    // list them in any order, so they are put back in id order and
+    // checked against what was asked.
+    numbered.sort_by_key(|n| n.id);
+    let same = numbered.len() == rows.len()
+        && numbered
+            .iter()
+            .zip(rows)
+            .all(|(n, m)| n.user_id == m.user_id && n.balance_after == m.balance_after);
+    if !same {
+        return Err(StoreError::corrupt("a batch's entries came back out of order"));
+    }
+    Ok(numbered.into_iter().map(|n| n.id).collect())
 }
