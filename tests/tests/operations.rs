@@ -231,6 +231,21 @@ async fn scrape_shows_requests_credits_and_provider_calls(backend: Backend) {
     );
     assert_eq!(after.get("creditgate_realtime_connections", &[]), Some(0.0));
     assert_eq!(after.get("creditgate_realtime_subscriptions", &[]), Some(0.0));
+
+    // SQLite's log, as its background checkpoints (every 20 ms) leave it.
+    if backend == Backend::Sqlite {
+        let mut pages = None;
+        for _ in 0..100 {
+            pages = scrape(&app).await.get("creditgate_sqlite_wal_pages", &[]);
+            if pages.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(pages.is_some_and(|p| p >= 0.0), "{pages:?}");
+    } else {
+        assert_eq!(after.get("creditgate_sqlite_wal_pages", &[]), None);
+    }
 }
 
 async fn metrics_need_the_token(backend: Backend) {

@@ -92,6 +92,10 @@ fn describe() {
         creditgate_storage::metrics::CREDITS_CHARGED,
         "Credits charged, in milli-credits, by billing mode."
     );
+    describe_gauge!(
+        creditgate_storage::metrics::SQLITE_WAL_PAGES,
+        "SQLite only: pages of the write-ahead log not yet copied into the database file, as of the last background checkpoint."
+    );
     describe_histogram!(
         creditgate_storage::metrics::BATCH_SIZE,
         "Holds and settles committed together by one ledger writer's transaction (group commit)."

@@ -11,6 +11,7 @@
 mod alerts;
 mod byok;
 mod cache;
+mod checkpoint;
 mod credits;
 pub mod entities;
 mod error;

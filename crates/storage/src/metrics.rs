@@ -11,6 +11,8 @@ pub const CREDITS_CHARGED: &str = "creditgate_credits_charged_millicredits_total
 /// Operations per group commit (see `group`).
 pub const BATCH_SIZE: &str = "creditgate_ledger_batch_size";
 
+pub use crate::checkpoint::WAL_PAGES as SQLITE_WAL_PAGES;
+
 /// Counts the credits a committed change charged.
 pub(crate) fn count_charges(change: &WalletChange) {
     for entry in &change.entries {

@@ -14,6 +14,7 @@ use sea_orm::{
 };
 
 use crate::cache::{Cached, ReplicaCache};
+use crate::checkpoint::Checkpoints;
 use crate::entities::{organizations, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::group::{Batch, GroupCommit};
@@ -81,6 +82,9 @@ pub struct Store {
     /// copy of the store).
     pub(crate) group: Option<Arc<GroupCommit>>,
     ledger_writers: usize,
+    /// SQLite's checkpoints, run off the request path while a copy of the
+    /// store lives (see [`crate::checkpoint`]); held only to be dropped.
+    _checkpoints: Option<Arc<Checkpoints>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -110,6 +114,9 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(30))
+                    // Checkpoints run on a connection of their own; this one
+                    // only when they fall far behind.
+                    .pragma("wal_autocheckpoint", crate::checkpoint::INLINE_AFTER_PAGES.to_string())
             });
         } else {
             opts.max_connections(std::cmp::max(options.max_connections, 1));
@@ -127,6 +134,10 @@ impl Store {
             DbBackend::Sqlite => 1,
             _ => 4,
         });
+        let checkpoints = match db.get_database_backend() {
+            DbBackend::Sqlite => Checkpoints::start(&options.url, options.connect_timeout).await?,
+            _ => None,
+        };
         Ok(Store {
             db,
             clock,
@@ -139,6 +150,7 @@ impl Store {
             listener: None,
             group: Some(Arc::new(GroupCommit::new(ledger_writers))),
             ledger_writers,
+            _checkpoints: checkpoints,
         })
     }
 

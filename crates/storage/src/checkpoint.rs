@@ -1,0 +1,129 @@
+//! SQLite's checkpoints, off the request path.
+//!
+//! In WAL mode every commit appends pages to the write-ahead log, and a
+//! checkpoint copies them back into the database file, syncing both files
+//! to disk (a few milliseconds each). Left to itself, SQLite checkpoints
+//! inside the commit that takes the log past 1,000 pages, on the one
+//! connection every request goes through: about one request in a hundred
+//! waited those milliseconds, which made this server's p99 at concurrency 1
+//! (5.5 ms against a p50 of 0.8 ms).
+//!
+//! Here a task of the store copies the log back on a connection of its own,
+//! every [`EVERY`], with a passive checkpoint: it never waits for, nor
+//! blocks, the serving connection, which goes on committing while it runs.
+//! The serving connection still checkpoints itself once the log passes
+//! [`INLINE_AFTER_PAGES`], a backstop for when this task falls behind;
+//! what it then copies is only what this task has not.
+//!
+//! Durability is unchanged: commits are as durable as `synchronous =
+//! NORMAL` makes them (lost on power failure only if not yet
+//! checkpointed), and a checkpoint still syncs the database file before the
+//! log's pages may be overwritten.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+
+use crate::error::{StoreError, StoreResult};
+
+/// How often the log is copied back. Often, so that each copy is short:
+/// on a server of one core it takes the core from requests while it copies
+/// (measured at concurrency 1: p99 2.3 ms every 100 ms, 1.7 ms every 20 ms
+/// or 10 ms). A checkpoint with nothing to copy does not touch the disk.
+pub(crate) const EVERY: Duration = Duration::from_millis(20);
+
+/// Pages of log past which the serving connection checkpoints itself
+/// (SQLite's `wal_autocheckpoint`; its default is 1,000).
+pub(crate) const INLINE_AFTER_PAGES: u32 = 8_192;
+
+/// Pages in the log not yet copied into the database file, as of the last
+/// checkpoint.
+pub const WAL_PAGES: &str = "creditgate_sqlite_wal_pages";
+
+/// Keeps the checkpoint task running while any copy of its store lives.
+#[derive(Debug)]
+pub(crate) struct Checkpoints {
+    db: DatabaseConnection,
+}
+
+/// What one checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checkpointed {
+    /// Pages in the log.
+    pub log: i64,
+    /// Of those, the pages now in the database file.
+    pub copied: i64,
+}
+
+impl Checkpoints {
+    /// Opens the checkpoint connection to the SQLite database at `url` and
+    /// starts its task on the current runtime. `None` for an in-memory
+    /// database, which has no log.
+    pub(crate) async fn start(url: &str, connect_timeout: Duration) -> StoreResult<Option<Arc<Checkpoints>>> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Ok(None);
+        }
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.connect_timeout(connect_timeout)
+            .max_connections(1)
+            .min_connections(1)
+            .sqlx_logging(false)
+            .test_before_acquire(false)
+            .map_sqlx_sqlite_opts(|o| o.create_if_missing(false).busy_timeout(Duration::from_secs(1)));
+        let db = Database::connect(opts)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let checkpoints = Arc::new(Checkpoints { db });
+        tokio::spawn(run(Arc::downgrade(&checkpoints)));
+        Ok(Some(checkpoints))
+    }
+
+    /// Copies what it can of the log into the database file, without
+    /// waiting for the serving connection.
+    pub(crate) async fn once(&self) -> StoreResult<Checkpointed> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA wal_checkpoint(PASSIVE)",
+            ))
+            .await?
+            .ok_or_else(|| StoreError::corrupt("a checkpoint answered nothing"))?;
+        // (busy, pages in the log, pages copied); -1 when not in WAL mode.
+        let log: i64 = row.try_get_by_index(1)?;
+        let copied: i64 = row.try_get_by_index(2)?;
+        Ok(Checkpointed {
+            log: log.max(0),
+            copied: copied.max(0),
+        })
+    }
+}
+
+/// Checkpoints every [`EVERY`] until the store is dropped.
+async fn run(checkpoints: Weak<Checkpoints>) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let Some(checkpoints) = checkpoints.upgrade() else {
+            return;
+        };
+        match checkpoints.once().await {
+            Ok(done) => {
+                failing = false;
+                #[expect(clippy::cast_precision_loss, reason = "page counts are far below 2^52")]
+                let behind = (done.log - done.copied) as f64;
+                metrics::gauge!(WAL_PAGES).set(behind);
+            }
+            // Said once per run of failures; the serving connection's own
+            // checkpoints keep the log bounded meanwhile.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "SQLite checkpoint failed; the serving connection checkpoints itself meanwhile");
+            }
+            Err(_) => {}
+        }
+    }
+}
