@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use creditgate_domain::{ActivityKind, ManualClock, PlanCatalog};
-use creditgate_storage::CreditRequest;
 use creditgate_storage::testing::{Backend, TestDb};
+use creditgate_storage::{CreditRequest, Store};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 
 /// The SQLite file of `db`.
@@ -65,15 +65,21 @@ fn grant(n: usize) -> CreditRequest {
     }
 }
 
+/// A SQLite store with one user, `ana`.
+async fn with_ana() -> (TestDb, Store) {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let clock = Arc::new(ManualClock::new(at("2025-03-10T12:00:00Z")));
+    let store = db.store(clock, PlanCatalog::shipped()).await.unwrap();
+    store.ensure_user(&member("ana", "org")).await.unwrap();
+    (db, store)
+}
+
 /// Three hundred commits of about a page each, far below where the serving
 /// connection checkpoints itself: without the store's own checkpoints they
 /// would stay in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_is_copied_back_by_the_stores_own_checkpoints() {
-    let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let clock = Arc::new(ManualClock::new(at("2025-03-10T12:00:00Z")));
-    let store = db.store(clock, PlanCatalog::shipped()).await.unwrap();
-    store.ensure_user(&member("ana", "org")).await.unwrap();
+    let (db, store) = with_ana().await;
     for n in 0..300 {
         store.add_credits("ana", &grant(n)).await.unwrap();
     }
@@ -95,10 +101,7 @@ async fn the_log_is_copied_back_by_the_stores_own_checkpoints() {
 /// folds the log into the file and removes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpoints_end_with_the_store() {
-    let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let clock = Arc::new(ManualClock::new(at("2025-03-10T12:00:00Z")));
-    let store = db.store(clock, PlanCatalog::shipped()).await.unwrap();
-    store.ensure_user(&member("ana", "org")).await.unwrap();
+    let (db, store) = with_ana().await;
     store.add_credits("ana", &grant(0)).await.unwrap();
     let mut wal = file_of(&db).into_os_string();
     wal.push("-wal");
