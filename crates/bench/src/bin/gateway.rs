@@ -3,8 +3,9 @@
 //! provider that answers at once, and the same request through the
 //! OpenAI-compatible door (`POST /v1/chat/completions`), next to the
 //! provider request sent straight to the mock. Reports the added latency
-//! (p50, p99) of each door at each concurrency, requests per second, the
-//! server's CPU time per request and its peak memory.
+//! (p50, p99; and the tail: p90 to p99.9 and the slowest) of each door at
+//! each concurrency, requests per second, the server's CPU time per request
+//! and its peak memory.
 //!
 //!   cargo build --release --workspace
 //!   cargo run --release -p creditgate-bench --bin gateway -- --backend sqlite
@@ -233,6 +234,14 @@ async fn main() -> Result<()> {
                 q(&gw, 0.99) - q(&dr, 0.99),
                 cli.requests as f64 / gw_elapsed.as_secs_f64(),
                 cpu_ms_per_req,
+            );
+            println!(
+                "{:>39}: p90 {:.3} ms p95 {:.3} ms p99.9 {:.3} ms max {:.3} ms",
+                "tail",
+                q(&gw, 0.9),
+                q(&gw, 0.95),
+                q(&gw, 0.999),
+                gw.max() as f64 / 1000.0,
             );
         }
     }
