@@ -14,6 +14,7 @@ mod m20261204_000001_webhooks;
 mod m20261205_000001_spend_limits;
 mod m20261206_000001_usage_rollups;
 mod m20261207_000001_wallet_alerts;
+mod m20261208_000001_partial_idempotency;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_spend_limits::Migration),
             Box::new(m20261206_000001_usage_rollups::Migration),
             Box::new(m20261207_000001_wallet_alerts::Migration),
+            Box::new(m20261208_000001_partial_idempotency::Migration),
         ]
     }
 }
