@@ -14,7 +14,7 @@ use crate::alerts::StoredAlerts;
 use crate::entities::{journal_entries, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::group::{Batch, WalletWrite};
-use crate::model::{Entry, UsageDetails, Wallet, WalletChange};
+use crate::model::{UsageDetails, Wallet, WalletChange};
 use crate::store::Store;
 
 /// What an entry records besides its posting.
@@ -228,24 +228,21 @@ impl LockedWallet {
                 actor: usage.actor,
             });
         }
-        let mut entries = Vec::new();
-        match &txn {
-            // Written with the batch's other entries, in one statement.
-            Txn::Shared(batch) => batch.defer_entries(rows),
-            Txn::Own(own) => match crate::group::insert_entries(own, &rows).await {
-                Ok(ids) => {
-                    entries.reserve(rows.len());
-                    for (mut row, id) in rows.into_iter().zip(ids) {
-                        row.id = id;
-                        entries.push(Entry::try_from(row)?);
-                    }
-                }
+        let entries = match &txn {
+            // Written with the batch's other entries, in one statement (the
+            // batch hands them out once written).
+            Txn::Shared(batch) => {
+                batch.defer_entries(rows);
+                Vec::new()
+            }
+            Txn::Own(own) => match crate::group::insert_entries(own, rows).await {
+                Ok(written) => written,
                 Err(e) => {
                     txn.rollback().await?;
                     return Err(e);
                 }
             },
-        }
+        };
         if running != state.total().millis() {
             txn.rollback().await?;
             return Err(StoreError::corrupt(format!(

@@ -99,14 +99,7 @@ impl Batch {
                 .await?;
         }
         let rows = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
-        let ids = insert_entries(&self.txn, &rows).await?;
-        rows.into_iter()
-            .zip(ids)
-            .map(|(mut row, id)| {
-                row.id = id;
-                Entry::try_from(row)
-            })
-            .collect()
+        insert_entries(&self.txn, rows).await
     }
 }
 

@@ -14,6 +14,7 @@ use sea_orm::{
 
 use crate::entities::journal_entries;
 use crate::error::{StoreError, StoreResult};
+use crate::model::Entry;
 
 /// A hold a batch resolves: claimed while it is still open.
 #[derive(Debug, Clone)]
@@ -205,12 +206,12 @@ struct Numbered {
 }
 
 /// Inserts the journal entries `rows` (their ids unset) with one statement;
-/// their ids, in the order of `rows`. Only the ids (and what checks their
-/// order) are read back: the rest is what was written.
+/// the entries as written, in the order of `rows`. Only the ids (and what
+/// checks their order) are read back: the rest is what was written.
 pub(crate) async fn insert_entries(
     txn: &DatabaseTransaction,
-    rows: &[journal_entries::Model],
-) -> StoreResult<Vec<i64>> {
+    rows: Vec<journal_entries::Model>,
+) -> StoreResult<Vec<Entry>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -239,10 +240,16 @@ pub(crate) async fn insert_entries(
     let same = numbered.len() == rows.len()
         && numbered
             .iter()
-            .zip(rows)
+            .zip(&rows)
             .all(|(n, m)| n.user_id == m.user_id && n.balance_after == m.balance_after);
     if !same {
-        return Err(StoreError::corrupt("a batch's entries came back out of order"));
+        return Err(StoreError::corrupt("journal entries came back out of order"));
     }
-    Ok(numbered.into_iter().map(|n| n.id).collect())
+    rows.into_iter()
+        .zip(numbered)
+        .map(|(mut row, n)| {
+            row.id = n.id;
+            Entry::try_from(row)
+        })
+        .collect()
 }
