@@ -15,6 +15,7 @@ mod m20261205_000001_spend_limits;
 mod m20261206_000001_usage_rollups;
 mod m20261207_000001_wallet_alerts;
 mod m20261208_000001_partial_idempotency;
+mod m20261209_000001_open_hold_indexes;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_usage_rollups::Migration),
             Box::new(m20261207_000001_wallet_alerts::Migration),
             Box::new(m20261208_000001_partial_idempotency::Migration),
+            Box::new(m20261209_000001_open_hold_indexes::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 
 use chrono::Duration;
 use creditgate_domain::{ActivityKind, AiRequestStatus, Credits, HoldStatus, Posting, Reservation};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::entities::{holds, journal_entries};
@@ -11,6 +12,20 @@ use crate::group::{Claimed, Done, HoldClaim, Op, Resolve, claim_holds};
 use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet};
 use crate::outbox::{OutgoingEvent, event_types};
 use crate::store::{EntryExtras, LockedWallet, Store, Txn};
+
+/// The condition "the hold is open", with the status written out rather
+/// than bound: the holds' indexes by status keep only the open holds
+/// (`WHERE status = 'open'`), and a planner uses a partial index only for a
+/// query whose condition it can see implies the index's, which a bound
+/// parameter does not show it.
+pub(crate) fn is_open() -> Expr {
+    Expr::cust(open_condition())
+}
+
+/// [`is_open`] as SQL: `holds.status = 'open'`.
+pub(crate) fn open_condition() -> String {
+    format!("holds.status = '{}'", HoldStatus::Open.as_str())
+}
 
 /// Credits to reserve for a call whose cost is known only afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,7 +490,7 @@ impl Store {
     pub async fn open_holds(&self, user_id: &str) -> StoreResult<Vec<Hold>> {
         Ok(holds::Entity::find()
             .filter(holds::Column::UserId.eq(user_id))
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .filter(is_open())
             .order_by_asc(holds::Column::CreatedAt)
             .all(&self.db)
             .await?

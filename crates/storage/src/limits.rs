@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use creditgate_domain::limits::{self, LimitState};
-use creditgate_domain::{ActivityKind, Credits, HoldStatus, Reservation, cycle_at};
+use creditgate_domain::{ActivityKind, Credits, Reservation, cycle_at};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -370,7 +370,7 @@ async fn consumed_in_cycle(
             .expr(Expr::cust(
                 "CAST(COALESCE(SUM(monthly_part + permanent_part), 0) AS BIGINT)",
             ))
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .filter(crate::holds::is_open())
             .filter(holds::Column::CycleStart.eq(cycle))
             .filter(holds::Column::UserId.is_in(chunk.iter().cloned()))
             .into_tuple()

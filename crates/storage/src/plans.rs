@@ -87,7 +87,7 @@ impl Store {
             .select_only()
             .column(holds::Column::Id)
             .column(holds::Column::UserId)
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .filter(crate::holds::is_open())
             .filter(holds::Column::Deadline.lte(now))
             .order_by_asc(holds::Column::Deadline)
             .limit(limit)

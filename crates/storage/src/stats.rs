@@ -2,8 +2,7 @@
 //! database, so every replica reports the same number) and this replica's
 //! connection pool.
 
-use creditgate_domain::HoldStatus;
-use sea_orm::{ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{DbBackend, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::entities::holds;
 use crate::error::StoreResult;
@@ -31,7 +30,7 @@ impl Store {
     /// How many holds are open, across every replica.
     pub async fn count_open_holds(&self) -> StoreResult<u64> {
         Ok(holds::Entity::find()
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .filter(crate::holds::is_open())
             .count(&self.db)
             .await?)
     }
