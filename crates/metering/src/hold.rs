@@ -84,7 +84,7 @@ impl AiService {
             amount,
             minimum,
             idempotency_key: req.idempotency_key.as_deref().map(str::trim).map(str::to_owned),
-            request_hash: Some(p.request_hash.clone()),
+            request_hash: p.request_hash.clone(),
             details: Some(UsageDetails {
                 feature: Some(p.feature),
                 billing_mode: Some(p.mode),

@@ -30,7 +30,9 @@ pub(crate) struct Prepared {
     pub(crate) input_estimate: u64,
     pub(crate) output_budget: u32,
     pub(crate) min_output: u32,
-    pub(crate) request_hash: String,
+    /// The request's fingerprint, kept with its hold to tell a retry from
+    /// another request under the same idempotency key; only when it has one.
+    pub(crate) request_hash: Option<String>,
     /// Who made the request for the paying user, if not themselves.
     pub(crate) actor: Option<String>,
 }
@@ -229,7 +231,7 @@ impl AiService {
             input_estimate,
             output_budget,
             min_output,
-            request_hash: request_hash(req),
+            request_hash: req.idempotency_key.as_ref().map(|_| request_hash(req)),
             actor: req.actor.clone(),
         })
     }
