@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use creditgate_domain::HoldStatus;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
 
 use crate::entities::{journal_entries, wallets};
@@ -70,8 +69,8 @@ impl Store {
                 backend,
                 format!(
                     "SELECT user_id, CAST(SUM(monthly_part) AS BIGINT) AS m, CAST(SUM(permanent_part) AS BIGINT) AS p \
-                     FROM holds WHERE status = '{}' GROUP BY user_id",
-                    HoldStatus::Open.as_str()
+                     FROM holds WHERE {} GROUP BY user_id",
+                    crate::holds::open_condition()
                 ),
             ))
             .await?;
