@@ -174,6 +174,7 @@ impl LockedWallet {
             permanent_delta: delta(before.permanent, state.permanent),
             held_monthly_delta: delta(before.held_monthly, state.held_monthly),
             held_permanent_delta: delta(before.held_permanent, state.held_permanent),
+            cycle_changed: state.cycle != before.cycle || state.monthly_allocation != before.monthly_allocation,
             monthly_allocation: state.monthly_allocation.millis(),
             cycle_start: state.cycle.start,
             cycle_end: state.cycle.end,

@@ -7,17 +7,17 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use creditgate_domain::{ActivityKind, Clock, Credits, PlanCatalog, Thresholds, cycle_at};
 use creditgate_migrations::{Migrator, MigratorTrait};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Iterable,
+    QueryFilter, QueryTrait, Statement, TransactionTrait,
 };
 
 use crate::cache::{Cached, ReplicaCache};
 use crate::checkpoint::Checkpoints;
 use crate::entities::{organizations, wallets};
 use crate::error::{StoreError, StoreResult};
-use crate::group::{Batch, GroupCommit};
+use crate::group::GroupCommit;
 use crate::model::WalletChange;
 use crate::outbox::{OutgoingEvent, event_types};
 
@@ -278,29 +278,41 @@ impl Store {
         self.locked_from(txn, row).await.map(Some)
     }
 
-    /// Locks the wallets of `user_ids` in a batch's transaction with one
-    /// statement (bumping their versions, as [`Store::lock_wallet`] does);
-    /// the rows as locked. PostgreSQL locks them in the index's order,
+    /// The statement that locks the wallets of `user_ids` (bumping their
+    /// versions, as [`Store::lock_wallet`] does) and returns them as
+    /// locked, a column for each of the wallet's: a batch's first (see
+    /// [`crate::group`]). PostgreSQL locks them in the index's order,
     /// which is the users' order.
-    pub(crate) async fn lock_wallets_in(
-        &self,
-        batch: &Batch,
-        user_ids: impl IntoIterator<Item = &str>,
-    ) -> StoreResult<Vec<wallets::Model>> {
-        Ok(wallets::Entity::update_many()
+    pub(crate) fn lock_wallets_statement<'a>(&self, user_ids: impl IntoIterator<Item = &'a str>) -> Statement {
+        let mut update = wallets::Entity::update_many()
             .col_expr(wallets::Column::Version, Expr::col(wallets::Column::Version).add(1))
             .filter(wallets::Column::UserId.is_in(user_ids))
-            .exec_with_returning(&batch.txn)
-            .await?)
+            .into_query();
+        update.returning(Query::returning().columns(wallets::Column::iter()));
+        self.backend().build(&update)
     }
 
     /// The wallet of `row`, just locked in `txn`, with its billing cycle
     /// closed if that has ended.
     pub(crate) async fn locked_from(&self, txn: Txn, row: wallets::Model) -> StoreResult<LockedWallet> {
-        // To the microsecond, which both databases keep exactly: what a
-        // change writes (its entries' times) is then what it answers with,
-        // without reading it back.
-        let now = self.clock.now().trunc_subsecs(6);
+        self.locked_at(txn, row, self.change_time()).await
+    }
+
+    /// The time a change made now records: to the microsecond, which both
+    /// databases keep exactly, so that what a change writes (its entries'
+    /// times) is what it answers with, without reading it back.
+    pub(crate) fn change_time(&self) -> DateTime<Utc> {
+        self.clock.now().trunc_subsecs(6)
+    }
+
+    /// [`Store::locked_from`], the change made at `now` (a
+    /// [`Store::change_time`]).
+    pub(crate) async fn locked_at(
+        &self,
+        txn: Txn,
+        row: wallets::Model,
+        now: DateTime<Utc>,
+    ) -> StoreResult<LockedWallet> {
         let user_id = row.user_id.clone();
         let mut locked = LockedWallet::new(txn, &row, now, self);
         if locked.state.cycle_ended(now) {

@@ -1,10 +1,11 @@
 //! One wallet's operations: locked once, applied in order, written once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use creditgate_domain::WalletState;
 
-use super::batch::Batch;
+use super::batch::{Batch, Failed};
 use super::{Done, Op};
 use crate::error::{StoreError, StoreResult};
 use crate::holds::{HoldApplied, Placement, ResolveApplied};
@@ -66,40 +67,34 @@ impl Applied {
     }
 }
 
-/// How `apply_ops` gets its wallet.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per wallet of a batch, moved at once into `apply_ops`"
-)]
-pub(super) enum Lock<'a> {
-    /// It locks it, in a transaction of its own.
-    Alone,
-    /// The batch locked it (`None`: there is no such wallet).
-    Locked(&'a Arc<Batch>, Option<LockedWallet>),
-}
-
 impl Store {
-    /// One operation in a transaction of its own.
+    /// One operation in a transaction of its own: a batch of one (locked
+    /// and written as a batch is, in as few round trips).
     pub(super) async fn run_alone(&self, op: Op) -> StoreResult<Done> {
-        let applied = self.apply_ops(Lock::Alone, op.user_id(), &[&op]).await?;
-        if let Some(change) = &applied.change {
-            self.publish(change);
-        }
-        applied
-            .answers()
+        let user_id = op.user_id();
+        let wallets = BTreeMap::from([(user_id, vec![&op])]);
+        let mut answers = match self.run_wallets(&wallets).await {
+            Ok(answers) => answers,
+            Err(Failed::Before(e)) => return Err(e),
+            Err(Failed::Commit(e)) => return Err(Failed::commit_error(&e)),
+        };
+        answers
             .pop()
+            .and_then(|mut a| a.next())
             .unwrap_or_else(|| Err(StoreError::corrupt("an operation went unanswered")))
     }
 
-    /// Locks `user_id`'s wallet (in `shared`, a batch's transaction, or in
-    /// a transaction of its own), applies `ops` to it in order and writes
-    /// the result (commits it, when in its own). An error is a failure of
-    /// the database: nothing of it was written, or the batch is given up.
-    pub(super) async fn apply_ops(&self, lock: Lock<'_>, user_id: &str, ops: &[&Op]) -> StoreResult<Applied> {
-        let (locked, shared) = match lock {
-            Lock::Alone => (self.lock_wallet(user_id, false).await?, None),
-            Lock::Locked(batch, locked) => (locked, Some(batch)),
-        };
+    /// Applies `ops` in order to `user_id`'s wallet, which the batch
+    /// locked, and defers the writes of the result to the batch. An error
+    /// is a failure of the database: the batch is given up.
+    /// `locked` is `None` when there is no such wallet.
+    pub(super) async fn apply_ops(
+        &self,
+        batch: &Arc<Batch>,
+        locked: Option<LockedWallet>,
+        user_id: &str,
+        ops: &[&Op],
+    ) -> StoreResult<Applied> {
         let Some(mut locked) = locked else {
             let answers = ops
                 .iter()
@@ -146,7 +141,7 @@ impl Store {
         }
         let (user_id, org_id) = (locked.user_id.clone(), locked.org_id.clone());
         let version = locked.version;
-        let first = shared.map_or(0, |b| b.entries_deferred());
+        let first = batch.entries_deferred();
         let change = if wrote || locked.has_changes() {
             Some(locked.commit_notifying(self.notify_channel.as_deref()).await?)
         } else {
@@ -159,7 +154,7 @@ impl Store {
             user_id,
             org_id,
             version,
-            deferred: first..shared.map_or(first, |b| b.entries_deferred()),
+            deferred: first..batch.entries_deferred(),
         })
     }
 }

@@ -4,10 +4,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, Iterable, QueryTrait, Statement,
+    TransactionTrait,
+};
 
-use super::apply::{Applied, Lock};
-use super::sets::{Claimed, HoldClaim, WalletWrite, claim_holds, insert_entries, write_wallets};
+use super::apply::Applied;
+use super::script::Script;
+use super::sets::{
+    CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, WALLET_WRITE_WIDTH, WalletWrite, check_wallets, claim_statement,
+    claimed, entries_statement, numbered_entries, wallets_statement,
+};
 use super::{Done, Job, Op};
 use crate::entities::{holds, journal_entries, wallets};
 use crate::error::{StoreError, StoreResult};
@@ -26,12 +33,20 @@ pub(crate) struct Batch {
     /// operations run, by user and hold id: each taken once, by the first
     /// operation that resolves it.
     claims: Mutex<HashMap<(String, String), Option<Claimed>>>,
+    /// Its statements are sent together (see [`Script`]): it has few
+    /// wallets.
+    together: bool,
 }
 
+/// Wallets a batch has at most for its statements to be sent together
+/// (see [`Script`]).
+const TOGETHER_MAX_WALLETS: usize = 1;
+
 impl Batch {
-    pub(super) fn new(txn: DatabaseTransaction) -> Self {
+    pub(super) fn new(txn: DatabaseTransaction, wallets: usize) -> Self {
         Batch {
             txn,
+            together: wallets <= TOGETHER_MAX_WALLETS,
             holds: Mutex::new(Vec::new()),
             entries: Mutex::new(Vec::new()),
             wallets: Mutex::new(Vec::new()),
@@ -43,17 +58,48 @@ impl Batch {
         self.wallets.lock().unwrap_or_else(PoisonError::into_inner).push(write);
     }
 
-    /// Claims, with one statement, the open holds among `claims`, for
-    /// [`Batch::take_claim`].
-    async fn claim(&self, claims: Vec<HoldClaim>) -> StoreResult<()> {
-        let claimed = claim_holds(&self.txn, &claims).await?;
+    /// Locks the wallets of `user_ids` (one statement, see
+    /// [`Store::lock_wallets_statement`]) and claims the open holds among
+    /// `claims` (one more), sent together: the wallets as locked, and the
+    /// claims kept for [`Batch::take_claim`].
+    async fn lock_and_claim<'a>(
+        &self,
+        store: &Store,
+        user_ids: impl IntoIterator<Item = &'a str>,
+        claims: Vec<HoldClaim>,
+    ) -> StoreResult<Vec<wallets::Model>> {
+        let mut script = Script::new(self.together);
+        let locked_at = script.push(store.lock_wallets_statement(user_ids), wallets::Column::iter().count())?;
+        let claimed_at = if claims.is_empty() {
+            None
+        } else {
+            Some(script.push(claim_statement(self.txn.get_database_backend(), &claims), CLAIMED_WIDTH)?)
+        };
+        let mut ran = script.run(&self.txn).await?;
+        let locked = ran
+            .rows(locked_at)
+            .iter()
+            .map(|row| wallets::Model::from_query_result(row, "").map_err(StoreError::from))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let claimed = match claimed_at {
+            Some(at) => claimed(&ran.rows(at))?,
+            None => Vec::new(),
+        };
         let mut taken: HashMap<(String, String), Option<Claimed>> =
             claims.into_iter().map(|c| ((c.user_id, c.id), None)).collect();
         for row in claimed {
+            // A hold is its wallet's: one claimed without its wallet locked
+            // would be resolved without the wallet's change.
+            if !locked.iter().any(|w| w.user_id == row.user_id) {
+                return Err(StoreError::corrupt(format!(
+                    "hold `{}` of `{}`, who has no wallet",
+                    row.id, row.user_id
+                )));
+            }
             taken.insert((row.user_id.clone(), row.id.clone()), Some(row));
         }
         *self.claims.lock().unwrap_or_else(PoisonError::into_inner) = taken;
-        Ok(())
+        Ok(locked)
     }
 
     /// What the batch's claim of `user_id`'s hold `hold_id` gave: `None`
@@ -87,28 +133,51 @@ impl Batch {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// Writes the deferred rows; the entries as written, in the order they
-    /// were deferred.
+    /// Writes the deferred rows, sent together (see [`Script`]); the
+    /// entries as written, in the order they were deferred.
     async fn flush(&self) -> StoreResult<Vec<Entry>> {
+        let backend = self.txn.get_database_backend();
         let wallets = std::mem::take(&mut *self.wallets.lock().unwrap_or_else(PoisonError::into_inner));
-        write_wallets(&self.txn, &wallets).await?;
         let holds = std::mem::take(&mut *self.holds.lock().unwrap_or_else(PoisonError::into_inner));
-        if !holds.is_empty() {
-            holds::Entity::insert_many(holds)
-                .exec_without_returning(&self.txn)
-                .await?;
-        }
         let rows = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
-        insert_entries(&self.txn, rows).await
+        let mut script = Script::new(self.together);
+        let wallets_at = if wallets.is_empty() {
+            None
+        } else {
+            Some(script.push(wallets_statement(backend, &wallets), WALLET_WRITE_WIDTH)?)
+        };
+        if !holds.is_empty() {
+            script.push(backend.build(&holds::Entity::insert_many(holds).into_query()), 0)?;
+        }
+        let entries_at = if rows.is_empty() {
+            None
+        } else {
+            Some(script.push(entries_statement(backend, &rows), ENTRIES_WIDTH)?)
+        };
+        let mut ran = script.run(&self.txn).await?;
+        if let Some(at) = wallets_at {
+            check_wallets(&wallets, &ran.rows(at))?;
+        }
+        match entries_at {
+            Some(at) => numbered_entries(rows, &ran.rows(at)),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
 /// Why a batch did not commit.
-enum Failed {
+pub(super) enum Failed {
     /// Before its commit: nothing of it landed.
     Before(StoreError),
     /// At its commit: it may or may not have landed.
     Commit(StoreError),
+}
+
+impl Failed {
+    /// What each operation of a batch whose commit failed (`e`) is told.
+    pub(super) fn commit_error(e: &StoreError) -> StoreError {
+        StoreError::Unavailable(format!("the commit failed; the change may or may not have landed: {e}"))
+    }
 }
 
 /// Gives each wallet's change the entries the batch wrote for it.
@@ -148,11 +217,8 @@ impl Store {
         let answers = match self.run_wallets(&wallets).await {
             Ok(answers) => answers,
             Err(Failed::Commit(e)) => {
-                let why = e.to_string();
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(format!(
-                        "the commit failed; the change may or may not have landed: {why}"
-                    ))));
+                    let _ = job.reply.send(Err(Failed::commit_error(&e)));
                 }
                 return;
             }
@@ -183,11 +249,14 @@ impl Store {
 
     /// A batch of several operations: one transaction, announced (PostgreSQL)
     /// with one statement and published once it commits.
-    async fn run_wallets(
+    pub(super) async fn run_wallets(
         &self,
         wallets: &BTreeMap<&str, Vec<&Op>>,
     ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
-        let batch = Arc::new(Batch::new(self.db.begin().await.map_err(|e| Failed::Before(e.into()))?));
+        let batch = Arc::new(Batch::new(
+            self.db.begin().await.map_err(|e| Failed::Before(e.into()))?,
+            wallets.len(),
+        ));
         let applied = self.fill(&batch, wallets).await;
         let Ok(batch) = Arc::try_unwrap(batch) else {
             return Err(Failed::Before(StoreError::corrupt(
@@ -216,34 +285,29 @@ impl Store {
     /// holds it resolves, applies each wallet's operations, writes what
     /// they changed and announces it.
     async fn fill(&self, batch: &Arc<Batch>, wallets: &BTreeMap<&str, Vec<&Op>>) -> StoreResult<Vec<Applied>> {
-        let mut rows: BTreeMap<String, wallets::Model> = self
-            .lock_wallets_in(batch, wallets.keys().copied())
+        let now = self.change_time();
+        let mut claims = Vec::new();
+        let mut claiming = HashSet::new();
+        for op in wallets.values().flatten() {
+            if let Op::Resolve(r) = op
+                && claiming.insert((r.user_id.as_str(), r.hold_id.as_str()))
+            {
+                claims.push(r.claim(now));
+            }
+        }
+        let mut rows: BTreeMap<String, wallets::Model> = batch
+            .lock_and_claim(self, wallets.keys().copied(), claims)
             .await?
             .into_iter()
             .map(|r| (r.user_id.clone(), r))
             .collect();
-        let mut locked = Vec::with_capacity(wallets.len());
-        let mut claims = Vec::new();
-        let mut claiming = HashSet::new();
-        for (user_id, ops) in wallets {
-            let Some(row) = rows.remove(*user_id) else {
-                locked.push(None);
-                continue;
-            };
-            let wallet = self.locked_from(Txn::Shared(batch.clone()), row).await?;
-            for op in ops {
-                if let Op::Resolve(r) = op
-                    && claiming.insert((r.user_id.as_str(), r.hold_id.as_str()))
-                {
-                    claims.push(r.claim(wallet.now));
-                }
-            }
-            locked.push(Some(wallet));
-        }
-        batch.claim(claims).await?;
         let mut applied = Vec::with_capacity(wallets.len());
-        for ((user_id, ops), wallet) in wallets.iter().zip(locked) {
-            applied.push(self.apply_ops(Lock::Locked(batch, wallet), user_id, ops).await?);
+        for (user_id, ops) in wallets {
+            let wallet = match rows.remove(*user_id) {
+                Some(row) => Some(self.locked_at(Txn::Shared(batch.clone()), row, now).await?),
+                None => None,
+            };
+            applied.push(self.apply_ops(batch, wallet, user_id, ops).await?);
         }
         let entries = batch.flush().await?;
         hand_out(entries, &mut applied)?;

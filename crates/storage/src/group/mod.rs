@@ -13,9 +13,13 @@
 //! (see `sets`), and commits the batch: one commit, and on PostgreSQL one
 //! WAL flush, for the whole batch, and a fixed number of statements
 //! whatever its size. An
-//! operation that finds no other in the ledger runs at once in its own
-//! transaction, as it always did: at concurrency 1 there is nothing to
-//! batch, and no hand-off to pay for.
+//! operation that finds no other in the ledger runs at once, as a batch of
+//! its own: at concurrency 1 there is nothing to batch, and no hand-off to
+//! a writer to pay for. On SQLite, a batch of one wallet (so every
+//! operation at concurrency 1) sends its lock and its claims together, and
+//! its writes together (see `script`): four round trips to SQLite's
+//! connection thread, `BEGIN` and `COMMIT` included, where a hold took five
+//! and a settle six.
 //!
 //! An operation is answered only after the commit that holds it: a crash
 //! before then loses nothing that was acknowledged. A refusal (insufficient
@@ -28,6 +32,7 @@
 
 mod apply;
 mod batch;
+mod script;
 mod sets;
 #[cfg(feature = "test-support")]
 mod testing;

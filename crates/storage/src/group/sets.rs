@@ -8,9 +8,11 @@ use creditgate_domain::HoldStatus;
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryTrait,
-    Statement, Value,
+    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryResult,
+    QueryTrait, Statement, Value,
 };
+
+use super::script::Script;
 
 use crate::entities::journal_entries;
 use crate::error::{StoreError, StoreResult};
@@ -52,6 +54,8 @@ pub(crate) struct WalletWrite {
     pub permanent_delta: i64,
     pub held_monthly_delta: i64,
     pub held_permanent_delta: i64,
+    /// The billing cycle (or the allocation) changed: a cycle closed.
+    pub cycle_changed: bool,
     pub monthly_allocation: i64,
     pub cycle_start: DateTime<Utc>,
     pub cycle_end: DateTime<Utc>,
@@ -95,14 +99,13 @@ fn values_of(backend: DbBackend, columns: &[&str], rows: usize) -> String {
 
 const CLAIM_COLUMNS: [&str; 6] = ["id", "user_id", "status", "resolved_at", "result", "forget_key"];
 
-/// Claims the holds of `claims` that are still open, with one statement;
-/// the holds as claimed, in no particular order. Each hold must appear
-/// once.
-pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim]) -> StoreResult<Vec<Claimed>> {
-    if claims.is_empty() {
-        return Ok(Vec::new());
-    }
-    let backend = txn.get_database_backend();
+/// Columns of the rows [`claim_statement`] returns.
+pub(crate) const CLAIMED_WIDTH: usize = 6;
+
+/// The statement that claims the holds of `claims` that are still open
+/// (see [`claim_holds`]); its rows are [`Claimed`]s. Each hold must
+/// appear once, and there is at least one.
+pub(crate) fn claim_statement(backend: DbBackend, claims: &[HoldClaim]) -> Statement {
     let mut sql = values_of(backend, &CLAIM_COLUMNS, claims.len());
     sql.push_str(
         "UPDATE holds SET status = v.status, resolved_at = v.resolved_at, \
@@ -128,14 +131,30 @@ pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim])
         values.push(c.result.clone().into());
         values.push(i64::from(c.forget_key).into());
     }
-    let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The holds a [`claim_statement`] claimed, from its rows.
+pub(crate) fn claimed(rows: &[QueryResult]) -> StoreResult<Vec<Claimed>> {
     rows.iter()
         .map(|row| Claimed::from_query_result(row, "").map_err(StoreError::from))
         .collect()
 }
 
+/// Claims the holds of `claims` that are still open, with one statement;
+/// the holds as claimed, in no particular order. Each hold must appear
+/// once.
+pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim]) -> StoreResult<Vec<Claimed>> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut script = Script::new(false);
+    let at = script.push(claim_statement(txn.get_database_backend(), claims), CLAIMED_WIDTH)?;
+    claimed(&script.run(txn).await?.rows(at))
+}
+
+/// The columns of a wallet's write; its billing cycle's last (see
+/// [`CYCLE_COLUMNS`]).
 const WALLET_COLUMNS: [&str; 12] = [
     "user_id",
     "version",
@@ -143,13 +162,80 @@ const WALLET_COLUMNS: [&str; 12] = [
     "permanent_delta",
     "held_monthly_delta",
     "held_permanent_delta",
-    "monthly_allocation",
-    "cycle_start",
-    "cycle_end",
     "updated_at",
     "alert_thresholds",
     "alert_state",
+    "monthly_allocation",
+    "cycle_start",
+    "cycle_end",
 ];
+
+/// The last columns of [`WALLET_COLUMNS`]: the billing cycle's, written
+/// only by a batch that changes a cycle.
+const CYCLE_COLUMNS: usize = 3;
+
+/// Columns of the rows [`wallets_statement`] returns.
+pub(crate) const WALLET_WRITE_WIDTH: usize = 1;
+
+/// The statement that writes the wallets of `writes` (see
+/// [`write_wallets`]); it returns the user id of each wallet written,
+/// for [`check_wallets`]. Each wallet must appear once, and there is at
+/// least one. The billing cycle's columns are written only when one of
+/// `writes` changes them (a cycle closed): `cycle_end` is indexed, and
+/// writing it, even unchanged, rewrites its index's page.
+pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite]) -> Statement {
+    let cycles = writes.iter().any(|w| w.cycle_changed);
+    let columns = if cycles {
+        &WALLET_COLUMNS[..]
+    } else {
+        &WALLET_COLUMNS[..WALLET_COLUMNS.len() - CYCLE_COLUMNS]
+    };
+    let mut sql = values_of(backend, columns, writes.len());
+    sql.push_str(
+        "UPDATE wallets SET monthly_balance = wallets.monthly_balance + v.monthly_delta, \
+         permanent_balance = wallets.permanent_balance + v.permanent_delta, \
+         held_monthly = wallets.held_monthly + v.held_monthly_delta, \
+         held_permanent = wallets.held_permanent + v.held_permanent_delta, \
+         updated_at = v.updated_at, alert_thresholds = v.alert_thresholds, alert_state = v.alert_state",
+    );
+    if cycles {
+        sql.push_str(
+            ", monthly_allocation = v.monthly_allocation, cycle_start = v.cycle_start, cycle_end = v.cycle_end",
+        );
+    }
+    sql.push_str(" FROM v WHERE wallets.user_id = v.user_id AND wallets.version = v.version RETURNING wallets.user_id");
+    let mut values: Vec<Value> = Vec::with_capacity(writes.len() * columns.len());
+    for w in writes {
+        values.push(w.user_id.as_str().into());
+        values.push(w.version.into());
+        values.push(w.monthly_delta.into());
+        values.push(w.permanent_delta.into());
+        values.push(w.held_monthly_delta.into());
+        values.push(w.held_permanent_delta.into());
+        values.push(w.updated_at.into());
+        values.push(w.alert_thresholds.clone().into());
+        values.push(w.alert_state.clone().into());
+        if cycles {
+            values.push(w.monthly_allocation.into());
+            values.push(w.cycle_start.into());
+            values.push(w.cycle_end.into());
+        }
+    }
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// An error unless a [`wallets_statement`] wrote each of its `writes`
+/// wallets (still at the version its lock gave it).
+pub(crate) fn check_wallets(writes: &[WalletWrite], written: &[QueryResult]) -> StoreResult<()> {
+    if written.len() != writes.len() {
+        return Err(StoreError::corrupt(format!(
+            "{} of a batch's {} wallets changed under their locks",
+            writes.len().saturating_sub(written.len()),
+            writes.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Writes the wallets of `writes` with one statement; an error unless each
 /// was written (still at the version its lock gave it). Each wallet must
@@ -158,43 +244,12 @@ pub(crate) async fn write_wallets(txn: &DatabaseTransaction, writes: &[WalletWri
     if writes.is_empty() {
         return Ok(());
     }
-    let backend = txn.get_database_backend();
-    let mut sql = values_of(backend, &WALLET_COLUMNS, writes.len());
-    sql.push_str(
-        "UPDATE wallets SET monthly_balance = wallets.monthly_balance + v.monthly_delta, \
-         permanent_balance = wallets.permanent_balance + v.permanent_delta, \
-         held_monthly = wallets.held_monthly + v.held_monthly_delta, \
-         held_permanent = wallets.held_permanent + v.held_permanent_delta, \
-         monthly_allocation = v.monthly_allocation, cycle_start = v.cycle_start, cycle_end = v.cycle_end, \
-         updated_at = v.updated_at, alert_thresholds = v.alert_thresholds, alert_state = v.alert_state \
-         FROM v WHERE wallets.user_id = v.user_id AND wallets.version = v.version",
-    );
-    let mut values: Vec<Value> = Vec::with_capacity(writes.len() * WALLET_COLUMNS.len());
-    for w in writes {
-        values.push(w.user_id.as_str().into());
-        values.push(w.version.into());
-        values.push(w.monthly_delta.into());
-        values.push(w.permanent_delta.into());
-        values.push(w.held_monthly_delta.into());
-        values.push(w.held_permanent_delta.into());
-        values.push(w.monthly_allocation.into());
-        values.push(w.cycle_start.into());
-        values.push(w.cycle_end.into());
-        values.push(w.updated_at.into());
-        values.push(w.alert_thresholds.clone().into());
-        values.push(w.alert_state.clone().into());
-    }
-    let done = txn
-        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
-    if done.rows_affected() != writes.len() as u64 {
-        return Err(StoreError::corrupt(format!(
-            "{} of a batch's {} wallets changed under their locks",
-            writes.len() as u64 - done.rows_affected().min(writes.len() as u64),
-            writes.len()
-        )));
-    }
-    Ok(())
+    let mut script = Script::new(false);
+    let at = script.push(
+        wallets_statement(txn.get_database_backend(), writes),
+        WALLET_WRITE_WIDTH,
+    )?;
+    check_wallets(writes, &script.run(txn).await?.rows(at))
 }
 
 /// An entry as its insert reads it back: enough to number it and check
@@ -206,17 +261,13 @@ struct Numbered {
     balance_after: i64,
 }
 
-/// Inserts the journal entries `rows` (their ids unset) with one statement;
-/// the entries as written, in the order of `rows`. Only the ids (and what
-/// checks their order) are read back: the rest is what was written.
-pub(crate) async fn insert_entries(
-    txn: &DatabaseTransaction,
-    rows: Vec<journal_entries::Model>,
-) -> StoreResult<Vec<Entry>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let backend = txn.get_database_backend();
+/// Columns of the rows [`entries_statement`] returns.
+pub(crate) const ENTRIES_WIDTH: usize = 3;
+
+/// The statement that inserts the journal entries `rows` (their ids
+/// unset; see [`insert_entries`]), for [`numbered_entries`]. There is at
+/// least one.
+pub(crate) fn entries_statement(backend: DbBackend, rows: &[journal_entries::Model]) -> Statement {
     let mut insert = journal_entries::Entity::insert_many(rows.iter().map(|m| {
         let mut row = m.clone().into_active_model();
         row.id = NotSet;
@@ -228,9 +279,14 @@ pub(crate) async fn insert_entries(
         journal_entries::Column::UserId,
         journal_entries::Column::BalanceAfter,
     ]));
-    let mut numbered = txn
-        .query_all_raw(backend.build(&insert))
-        .await?
+    backend.build(&insert)
+}
+
+/// The entries `rows` as an [`entries_statement`] wrote them, numbered
+/// from what it `returned`, in the order of `rows`. Only the ids (and what
+/// checks their order) are read back: the rest is what was written.
+pub(crate) fn numbered_entries(rows: Vec<journal_entries::Model>, returned: &[QueryResult]) -> StoreResult<Vec<Entry>> {
+    let mut numbered = returned
         .iter()
         .map(|row| Numbered::from_query_result(row, ""))
         .collect::<Result<Vec<_>, _>>()?;
@@ -253,4 +309,18 @@ pub(crate) async fn insert_entries(
             Entry::try_from(row)
         })
         .collect()
+}
+
+/// Inserts the journal entries `rows` (their ids unset) with one statement;
+/// the entries as written, in the order of `rows`.
+pub(crate) async fn insert_entries(
+    txn: &DatabaseTransaction,
+    rows: Vec<journal_entries::Model>,
+) -> StoreResult<Vec<Entry>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut script = Script::new(false);
+    let at = script.push(entries_statement(txn.get_database_backend(), &rows), ENTRIES_WIDTH)?;
+    numbered_entries(rows, &script.run(txn).await?.rows(at))
 }
