@@ -25,5 +25,7 @@ pub mod text;
 pub use text::{TextError, check_id, check_key, check_text, clean_display};
 pub mod charging;
 pub use charging::{Charge, UsageSource, charge_for, partial_usage};
+pub mod refunds;
+pub use refunds::RefundShare;
 pub mod alerts;
 pub use alerts::{Alert, AlertState, MAX_THRESHOLDS, ThresholdError, Thresholds, evaluate_alerts};

@@ -48,7 +48,7 @@ pub const WAL_PAGES: &str = "creditgate_sqlite_wal_pages";
 /// Keeps the checkpoint task running while any copy of its store lives.
 #[derive(Debug)]
 pub(crate) struct Checkpoints {
-    db: DatabaseConnection,
+    _alive: (),
 }
 
 /// What one checkpoint did.
@@ -64,7 +64,17 @@ impl Checkpoints {
     /// Opens the checkpoint connection to the SQLite database at `url` and
     /// starts its task on the current runtime. `None` for an in-memory
     /// database, which has no log.
-    pub(crate) async fn start(url: &str, connect_timeout: Duration) -> StoreResult<Option<Arc<Checkpoints>>> {
+    ///
+    /// The task keeps a copy of `serving`, the store's own connection, and
+    /// lets it go only once its own connection has closed: SQLite folds the
+    /// log into the file and removes it when its last connection closes,
+    /// and two connections closing at the same moment on their own threads
+    /// may each see the other still open, so that neither does.
+    pub(crate) async fn start(
+        url: &str,
+        connect_timeout: Duration,
+        serving: DatabaseConnection,
+    ) -> StoreResult<Option<Arc<Checkpoints>>> {
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Ok(None);
         }
@@ -78,43 +88,43 @@ impl Checkpoints {
         let db = Database::connect(opts)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let checkpoints = Arc::new(Checkpoints { db });
-        tokio::spawn(run(Arc::downgrade(&checkpoints)));
+        let checkpoints = Arc::new(Checkpoints { _alive: () });
+        tokio::spawn(run(Arc::downgrade(&checkpoints), db, serving));
         Ok(Some(checkpoints))
-    }
-
-    /// Copies what it can of the log into the database file, without
-    /// waiting for the serving connection.
-    pub(crate) async fn once(&self) -> StoreResult<Checkpointed> {
-        let row = self
-            .db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "PRAGMA wal_checkpoint(PASSIVE)",
-            ))
-            .await?
-            .ok_or_else(|| StoreError::corrupt("a checkpoint answered nothing"))?;
-        // (busy, pages in the log, pages copied); -1 when not in WAL mode.
-        let log: i64 = row.try_get_by_index(1)?;
-        let copied: i64 = row.try_get_by_index(2)?;
-        Ok(Checkpointed {
-            log: log.max(0),
-            copied: copied.max(0),
-        })
     }
 }
 
-/// Checkpoints every [`EVERY`] until the store is dropped.
-async fn run(checkpoints: Weak<Checkpoints>) {
+/// Copies what it can of the log into the database file, without waiting
+/// for the serving connection.
+async fn once(db: &DatabaseConnection) -> StoreResult<Checkpointed> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA wal_checkpoint(PASSIVE)",
+        ))
+        .await?
+        .ok_or_else(|| StoreError::corrupt("a checkpoint answered nothing"))?;
+    // (busy, pages in the log, pages copied); -1 when not in WAL mode.
+    let log: i64 = row.try_get_by_index(1)?;
+    let copied: i64 = row.try_get_by_index(2)?;
+    Ok(Checkpointed {
+        log: log.max(0),
+        copied: copied.max(0),
+    })
+}
+
+/// Checkpoints every [`EVERY`] until the store is dropped, then closes its
+/// connection before letting the serving one go (see [`Checkpoints::start`]).
+async fn run(alive: Weak<Checkpoints>, db: DatabaseConnection, serving: DatabaseConnection) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tick.tick().await;
-        let Some(checkpoints) = checkpoints.upgrade() else {
-            return;
-        };
-        match checkpoints.once().await {
+        if alive.strong_count() == 0 {
+            break;
+        }
+        match once(&db).await {
             Ok(done) => {
                 failing = false;
                 #[expect(clippy::cast_precision_loss, reason = "page counts are far below 2^52")]
@@ -130,4 +140,8 @@ async fn run(checkpoints: Weak<Checkpoints>) {
             Err(_) => {}
         }
     }
+    // Closed, the serving connection is the database's last (unless a
+    // copy of it still serves elsewhere).
+    let _ = db.close().await;
+    drop(serving);
 }

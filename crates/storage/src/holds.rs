@@ -8,10 +8,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::entities::{holds, journal_entries};
 use crate::error::{StoreError, StoreResult};
-use crate::group::{Claimed, Done, HoldClaim, Op, Resolve, claim_holds};
+use crate::group::{Batch, Claimed, Done, HoldClaim, Op, Resolve, claim_holds};
 use crate::model::{Entry, Hold, Resolution, UsageDetails, Wallet};
 use crate::outbox::{OutgoingEvent, event_types};
-use crate::store::{EntryExtras, LockedWallet, Store, Txn};
+use crate::store::{EntryExtras, LockedWallet, Store};
 
 /// The condition "the hold is open", with the status written out rather
 /// than bound: the holds' indexes by status keep only the open holds
@@ -153,7 +153,12 @@ impl Store {
     }
 
     /// Places a hold on `locked` (see [`Store::place_hold`]).
-    pub(crate) async fn apply_hold(&self, locked: &mut LockedWallet, req: &HoldRequest) -> Applied<HoldApplied> {
+    pub(crate) async fn apply_hold(
+        &self,
+        batch: &Batch,
+        locked: &mut LockedWallet,
+        req: &HoldRequest,
+    ) -> Applied<HoldApplied> {
         if let Some(key) = &req.idempotency_key {
             let prior = holds::Entity::find()
                 .filter(holds::Column::UserId.eq(locked.user_id.as_str()))
@@ -170,11 +175,8 @@ impl Store {
                     .filter(journal_entries::Column::Kind.eq(ActivityKind::AiUsage.as_str()))
                     .one(&*locked.txn)
                     .await?;
-                let unwritten = |id: &str| match &locked.txn {
-                    Txn::Shared(batch) => batch.defers_entry_of(id),
-                    Txn::Own(_) => false,
-                } || locked.pending_entry_of(id);
-                if entry.is_none() && unwritten(&prior.id) {
+                let unwritten = batch.defers_entry_of(&prior.id) || locked.pending_entry_of(&prior.id);
+                if entry.is_none() && unwritten {
                     // Resolved earlier in this batch, its entry not written
                     // yet: the batch is run again one operation at a time.
                     return Err(StoreError::Unavailable(
@@ -229,14 +231,8 @@ impl Store {
             result: None,
         };
         let hold = hold_from(&row);
-        let active: holds::ActiveModel = row.into();
-        match &locked.txn {
-            // Written with the batch's other new holds, in one statement.
-            Txn::Shared(batch) => batch.defer_hold(active),
-            Txn::Own(txn) => {
-                holds::Entity::insert(active).exec_without_returning(txn).await?;
-            }
-        }
+        // Written with the batch's other new holds, in one statement.
+        batch.defer_hold(row.into());
         Ok(Ok(HoldApplied::Placed(hold)))
     }
 
@@ -369,7 +365,12 @@ impl Store {
     }
 
     /// Resolves a hold of `locked` (see [`Store::resolve_hold`]).
-    pub(crate) async fn apply_resolve(&self, locked: &mut LockedWallet, r: &Resolve) -> Applied<ResolveApplied> {
+    pub(crate) async fn apply_resolve(
+        &self,
+        batch: &Batch,
+        locked: &mut LockedWallet,
+        r: &Resolve,
+    ) -> Applied<ResolveApplied> {
         let Resolve {
             hold_id,
             cost,
@@ -379,11 +380,7 @@ impl Store {
             ..
         } = r;
         let (cost, status) = (*cost, *status);
-        let claimed_with_batch = match &locked.txn {
-            Txn::Shared(batch) => batch.take_claim(&locked.user_id, hold_id),
-            Txn::Own(_) => None,
-        };
-        let claimed = match claimed_with_batch {
+        let claimed = match batch.take_claim(&locked.user_id, hold_id) {
             Some(claimed) => claimed,
             None => self.claim_hold(locked, r).await?,
         };

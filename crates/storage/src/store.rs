@@ -135,7 +135,7 @@ impl Store {
             _ => 4,
         });
         let checkpoints = match db.get_database_backend() {
-            DbBackend::Sqlite => Checkpoints::start(&options.url, options.connect_timeout).await?,
+            DbBackend::Sqlite => Checkpoints::start(&options.url, options.connect_timeout, db.clone()).await?,
             _ => None,
         };
         Ok(Store {

@@ -118,12 +118,12 @@ impl Store {
         let mut wrote = false;
         for &op in ops {
             let answer = match op {
-                Op::Hold { req, .. } => self.apply_hold(&mut locked, req).await.map(|a| match a {
+                Op::Hold { req, .. } => self.apply_hold(batch, &mut locked, req).await.map(|a| match a {
                     Ok(HoldApplied::Placed(hold)) => Answer::Placed(hold, locked.state.clone()),
                     Ok(HoldApplied::Existing(p)) => Answer::Now(Ok(Done::Hold(p))),
                     Err(refused) => Answer::Now(Err(refused)),
                 }),
-                Op::Resolve(r) => self.apply_resolve(&mut locked, r).await.map(|a| match a {
+                Op::Resolve(r) => self.apply_resolve(batch, &mut locked, r).await.map(|a| match a {
                     Ok(resolved) => Answer::Resolved(resolved, locked.state.clone()),
                     Err(refused) => Answer::Now(Err(refused)),
                 }),
