@@ -15,7 +15,7 @@ use crate::entities::{purchases, webhook_events};
 use crate::error::{StoreError, StoreResult};
 use crate::ops::fingerprint;
 use crate::outbox::{OutgoingEvent, event_types};
-use crate::store::{EntryExtras, Store};
+use crate::store::{EntryExtras, LockedWallet, Store};
 
 use super::{ProviderEvent, Purchase, PurchaseStatus, PurchaseUpdate, RefundShare};
 
@@ -32,13 +32,9 @@ impl Store {
         payment_intent: Option<&str>,
         event: Option<ProviderEvent<'_>>,
     ) -> StoreResult<PurchaseUpdate> {
-        let outer = self.db.begin().await?;
-        if let Some(event) = event
-            && !record_event(&outer, event, purchase_id, self.clock.now()).await?
-        {
-            outer.rollback().await?;
+        let Some(outer) = self.begin_event(event, purchase_id).await? else {
             return Ok(PurchaseUpdate::AlreadyProcessed);
-        }
+        };
         let now = self.clock.now();
         let mut update = purchases::Entity::update_many()
             .col_expr(
@@ -65,13 +61,7 @@ impl Store {
             return self.unchanged(outer, purchase_id).await;
         };
         let purchase = Purchase::try_from(row)?;
-        let Some(mut locked) = self.lock_wallet_on(&outer, &purchase.user_id, false).await? else {
-            outer.rollback().await?;
-            return Err(StoreError::corrupt(format!(
-                "purchase `{}` names a user without a wallet",
-                purchase.id
-            )));
-        };
+        let mut locked = self.purchase_wallet(&outer, &purchase).await?;
         let description = format!(
             "Credit pack {} ({}), purchase {}",
             purchase.pack_name, purchase.pack_id, purchase.id
@@ -117,13 +107,9 @@ impl Store {
         purchase_id: &str,
         event: Option<ProviderEvent<'_>>,
     ) -> StoreResult<PurchaseUpdate> {
-        let outer = self.db.begin().await?;
-        if let Some(event) = event
-            && !record_event(&outer, event, purchase_id, self.clock.now()).await?
-        {
-            outer.rollback().await?;
+        let Some(outer) = self.begin_event(event, purchase_id).await? else {
             return Ok(PurchaseUpdate::AlreadyProcessed);
-        }
+        };
         let updated = purchases::Entity::update_many()
             .col_expr(purchases::Column::Status, Expr::value(PurchaseStatus::Failed.as_str()))
             .col_expr(purchases::Column::UpdatedAt, Expr::value(self.clock.now()))
@@ -150,14 +136,10 @@ impl Store {
         share: RefundShare,
         event: Option<ProviderEvent<'_>>,
     ) -> StoreResult<PurchaseUpdate> {
-        let outer = self.db.begin().await?;
-        let now = self.clock.now();
-        if let Some(event) = event
-            && !record_event(&outer, event, purchase_id, now).await?
-        {
-            outer.rollback().await?;
+        let Some(outer) = self.begin_event(event, purchase_id).await? else {
             return Ok(PurchaseUpdate::AlreadyProcessed);
-        }
+        };
+        let now = self.clock.now();
         // Lock the purchase (refunds of one purchase take turns).
         let locked_row = purchases::Entity::update_many()
             .col_expr(purchases::Column::UpdatedAt, Expr::value(now))
@@ -176,13 +158,7 @@ impl Store {
             outer.commit().await?;
             return Ok(PurchaseUpdate::Unchanged(purchase));
         }
-        let Some(mut locked) = self.lock_wallet_on(&outer, &purchase.user_id, false).await? else {
-            outer.rollback().await?;
-            return Err(StoreError::corrupt(format!(
-                "purchase `{}` names a user without a wallet",
-                purchase.id
-            )));
-        };
+        let mut locked = self.purchase_wallet(&outer, &purchase).await?;
         let description = format!(
             "Refund of credit pack {} ({}), purchase {}",
             purchase.pack_name, purchase.pack_id, purchase.id
@@ -242,6 +218,32 @@ impl Store {
         outer.commit().await?;
         self.publish(&change);
         Ok(PurchaseUpdate::Applied(updated))
+    }
+
+    /// Begins the transaction that applies a provider's `event` (or a
+    /// direct change, `None`) to purchase `purchase_id`, the event recorded
+    /// in it; `None` when the event was applied before.
+    async fn begin_event(
+        &self,
+        event: Option<ProviderEvent<'_>>,
+        purchase_id: &str,
+    ) -> StoreResult<Option<DatabaseTransaction>> {
+        let outer = self.db.begin().await?;
+        if let Some(event) = event
+            && !record_event(&outer, event, purchase_id, self.clock.now()).await?
+        {
+            outer.rollback().await?;
+            return Ok(None);
+        }
+        Ok(Some(outer))
+    }
+
+    /// The wallet of `purchase`'s user, locked within `outer` (an error
+    /// rolls `outer` back as it is dropped); a purchase's user has one.
+    async fn purchase_wallet(&self, outer: &DatabaseTransaction, purchase: &Purchase) -> StoreResult<LockedWallet> {
+        self.lock_wallet_on(outer, &purchase.user_id, false)
+            .await?
+            .ok_or_else(|| StoreError::corrupt(format!("purchase `{}` names a user without a wallet", purchase.id)))
     }
 
     /// Ends a transaction that found the purchase past the change asked
