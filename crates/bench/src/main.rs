@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
         /// Ledger writers (group commit); 0 turns it off. Default: the
-        /// store's (1 on SQLite, 4 on PostgreSQL).
+        /// store's (1).
         #[arg(long)]
         ledger_writers: Option<usize>,
     },
@@ -73,6 +73,11 @@ async fn main() -> Result<()> {
             }
         })
         .await?;
+    // As a server runs it: a PostgreSQL replica's caches are on while it
+    // hears the other replicas' changes (its listener turns them on), and
+    // this store is the only replica. Without them each hold would also
+    // look up its organization's spend limits.
+    store.set_shared_caching(true);
     let users: Vec<String> = (0..wallets).map(|i| format!("user-{i}")).collect();
     for u in &users {
         store

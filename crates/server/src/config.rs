@@ -217,7 +217,7 @@ pub struct Config {
     /// Pool size on PostgreSQL.
     pub database_max_connections: u32,
     /// Writer tasks that commit concurrent holds and settles together
-    /// (group commit); 0 turns it off. Default: 1 on SQLite, 4 on PostgreSQL.
+    /// (group commit); 0 turns it off. Default: 1.
     pub ledger_writers: Option<usize>,
     pub listen: SocketAddr,
     /// HS256 secret; default: generated into `data_dir` on first start.

@@ -232,7 +232,7 @@ impl Store {
         };
         let hold = hold_from(&row);
         // Written with the batch's other new holds, in one statement.
-        batch.defer_hold(row.into());
+        batch.defer_hold(row);
         Ok(Ok(HoldApplied::Placed(hold)))
     }
 

@@ -5,15 +5,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, Iterable, QueryTrait, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, Iterable,
+    QueryTrait, Statement, TransactionTrait,
 };
 
 use super::apply::Applied;
+use super::chunks::{chunked, chunked_owned, model_bytes};
 use super::script::Script;
 use super::sets::{
-    CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, WALLET_WRITE_WIDTH, WalletWrite, check_wallets, claim_statement,
-    claimed, entries_statement, numbered_entries, wallets_statement,
+    CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, WALLET_WRITE_WIDTH, WalletWrite, check_wallets, claim_holds,
+    claim_statement, claimed, entries_statement, insert_entries, numbered_entries, wallets_statement, write_wallets,
 };
 use super::{Done, Job, Op};
 use crate::entities::{holds, journal_entries, wallets};
@@ -25,7 +26,7 @@ use crate::store::{Store, Txn};
 /// end: the new holds and the journal entries, each kind in one statement.
 pub(crate) struct Batch {
     pub txn: DatabaseTransaction,
-    holds: Mutex<Vec<holds::ActiveModel>>,
+    holds: Mutex<Vec<holds::Model>>,
     /// The entries to write, their ids not yet known.
     entries: Mutex<Vec<journal_entries::Model>>,
     wallets: Mutex<Vec<WalletWrite>>,
@@ -68,12 +69,14 @@ impl Batch {
         user_ids: impl IntoIterator<Item = &'a str>,
         claims: Vec<HoldClaim>,
     ) -> StoreResult<Vec<wallets::Model>> {
+        let backend = self.txn.get_database_backend();
         let mut script = Script::new(self.together);
         let locked_at = script.push(store.lock_wallets_statement(user_ids), wallets::Column::iter().count())?;
-        let claimed_at = if claims.is_empty() {
-            None
-        } else {
-            Some(script.push(claim_statement(self.txn.get_database_backend(), &claims), CLAIMED_WIDTH)?)
+        // Large batches claim in several statements (see `chunks`).
+        let mut chunks = chunked(backend, &claims, HoldClaim::bytes).into_iter();
+        let claimed_at = match chunks.next() {
+            Some(first) => Some(script.push(claim_statement(backend, first), CLAIMED_WIDTH)?),
+            None => None,
         };
         let mut ran = script.run(&self.txn).await?;
         let locked = ran
@@ -81,10 +84,13 @@ impl Batch {
             .iter()
             .map(|row| wallets::Model::from_query_result(row, "").map_err(StoreError::from))
             .collect::<StoreResult<Vec<_>>>()?;
-        let claimed = match claimed_at {
+        let mut claimed = match claimed_at {
             Some(at) => claimed(&ran.rows(at))?,
             None => Vec::new(),
         };
+        for chunk in chunks {
+            claimed.extend(claim_holds(&self.txn, chunk).await?);
+        }
         let mut taken: HashMap<(String, String), Option<Claimed>> =
             claims.into_iter().map(|c| ((c.user_id, c.id), None)).collect();
         for row in claimed {
@@ -112,7 +118,7 @@ impl Batch {
             .map(Option::take)
     }
 
-    pub(crate) fn defer_hold(&self, row: holds::ActiveModel) {
+    pub(crate) fn defer_hold(&self, row: holds::Model) {
         self.holds.lock().unwrap_or_else(PoisonError::into_inner).push(row);
     }
 
@@ -140,28 +146,47 @@ impl Batch {
         let wallets = std::mem::take(&mut *self.wallets.lock().unwrap_or_else(PoisonError::into_inner));
         let holds = std::mem::take(&mut *self.holds.lock().unwrap_or_else(PoisonError::into_inner));
         let rows = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut script = Script::new(self.together);
-        let wallets_at = if wallets.is_empty() {
-            None
-        } else {
-            Some(script.push(wallets_statement(backend, &wallets), WALLET_WRITE_WIDTH)?)
+        // Large batches write each kind of rows in several statements (see
+        // `chunks`): the first of each sent together, the others after.
+        let wallet_chunks = chunked(backend, &wallets, WalletWrite::bytes);
+        let mut hold_chunks = chunked_owned(backend, holds, model_bytes).into_iter();
+        let mut entry_chunks = chunked_owned(backend, rows, model_bytes).into_iter();
+        let insert_holds = |chunk: Vec<holds::Model>| {
+            backend.build(
+                &holds::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model)).into_query(),
+            )
         };
-        if !holds.is_empty() {
-            script.push(backend.build(&holds::Entity::insert_many(holds).into_query()), 0)?;
+        let mut script = Script::new(self.together);
+        let wallets_at = match wallet_chunks.first() {
+            Some(first) => Some(script.push(wallets_statement(backend, first), WALLET_WRITE_WIDTH)?),
+            None => None,
+        };
+        if let Some(first) = hold_chunks.next() {
+            script.push(insert_holds(first), 0)?;
         }
-        let entries_at = if rows.is_empty() {
-            None
-        } else {
-            Some(script.push(entries_statement(backend, &rows), ENTRIES_WIDTH)?)
+        let first_entries = entry_chunks.next();
+        let entries_at = match &first_entries {
+            Some(first) => Some(script.push(entries_statement(backend, first), ENTRIES_WIDTH)?),
+            None => None,
         };
         let mut ran = script.run(&self.txn).await?;
-        if let Some(at) = wallets_at {
-            check_wallets(&wallets, &ran.rows(at))?;
+        if let (Some(at), Some(first)) = (wallets_at, wallet_chunks.first()) {
+            check_wallets(first, &ran.rows(at))?;
         }
-        match entries_at {
-            Some(at) => numbered_entries(rows, &ran.rows(at)),
-            None => Ok(Vec::new()),
+        for chunk in wallet_chunks.iter().skip(1) {
+            write_wallets(&self.txn, chunk).await?;
         }
+        for chunk in hold_chunks {
+            self.txn.execute_raw(insert_holds(chunk)).await?;
+        }
+        let mut entries = match (entries_at, first_entries) {
+            (Some(at), Some(first)) => numbered_entries(first, &ran.rows(at))?,
+            _ => Vec::new(),
+        };
+        for chunk in entry_chunks {
+            entries.extend(insert_entries(&self.txn, chunk).await?);
+        }
+        Ok(entries)
     }
 }
 

@@ -32,6 +32,7 @@
 
 mod apply;
 mod batch;
+mod chunks;
 mod script;
 mod sets;
 #[cfg(feature = "test-support")]
@@ -243,10 +244,14 @@ impl Store {
         })
     }
 
-    /// This store as its writers use it: without writers of its own.
+    /// This store as its writers use it: without writers of its own, on
+    /// the writers' connections (PostgreSQL; see [`Store::connect`]).
     fn writer_store(&self) -> Store {
         let mut store = self.clone();
         store.group = None;
+        if let Some(db) = &self.writers_db {
+            store.db = db.clone();
+        }
         store
     }
 }
