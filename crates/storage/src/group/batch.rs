@@ -23,7 +23,8 @@ use crate::model::Entry;
 use crate::store::{Store, Txn};
 
 /// A batch's transaction, with the rows its wallets write together at its
-/// end: the new holds and the journal entries, each kind in one statement.
+/// end: the new holds and the journal entries, each kind in one statement
+/// (on PostgreSQL, a large batch's in several: see `chunks`).
 pub(crate) struct Batch {
     pub txn: DatabaseTransaction,
     holds: Mutex<Vec<holds::Model>>,

@@ -12,7 +12,8 @@
 //! wallets, the new holds and the journal entries with one statement each
 //! (see `sets`), and commits the batch: one commit, and on PostgreSQL one
 //! WAL flush, for the whole batch, and a fixed number of statements
-//! whatever its size. An
+//! whatever its size (on PostgreSQL, a large batch's rows of one kind go
+//! in several statements of at most about 12 KiB each: see `chunks`). An
 //! operation that finds no other in the ledger runs at once, as a batch of
 //! its own: at concurrency 1 there is nothing to batch, and no hand-off to
 //! a writer to pay for. On SQLite, a batch of one wallet (so every
