@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use creditgate_domain::{Credits, Posting, Thresholds, WalletState};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Statement};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 use crate::alerts::StoredAlerts;
 use crate::entities::{journal_entries, wallets};
@@ -130,8 +130,8 @@ impl LockedWallet {
     /// Writes the new balances (as deltas, guarded by the version this
     /// transaction holds) and the entries, each with the balance right after
     /// it, raises the balance alerts the change crosses (one call into
-    /// [`crate::alerts`]), announces the change on `channel` (PostgreSQL) in
-    /// the same transaction, then commits (releases the savepoint, when
+    /// [`crate::alerts`]), announces the change on `channel` (PostgreSQL) with
+    /// the wallet's write (in a batch, the batch's write of its wallets), then commits (releases the savepoint, when
     /// nested: the caller publishes after the outer commit).
     pub async fn commit_notifying(self, channel: Option<&str>) -> StoreResult<WalletChange> {
         let LockedWallet {
@@ -186,7 +186,7 @@ impl LockedWallet {
             // Written with the batch's other wallets, in one statement.
             Txn::Shared(batch) => batch.defer_wallet(write),
             Txn::Own(own) => {
-                if let Err(e) = crate::group::write_wallets(own, std::slice::from_ref(&write)).await {
+                if let Err(e) = crate::group::write_wallets(own, std::slice::from_ref(&write), channel).await {
                     txn.rollback().await?;
                     return Err(e);
                 }
@@ -262,19 +262,6 @@ impl LockedWallet {
             if let Err(e) = crate::outbox::enqueue(&txn, &webhooks, &alert.webhook_event(), now).await {
                 txn.rollback().await?;
                 return Err(e);
-            }
-        }
-        // A batch announces its changes together, before its commit.
-        if let (Some(channel), Txn::Own(_)) = (channel, &txn) {
-            let payload = format!("{version} {user_id}");
-            let notify = Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [channel.into(), payload.into()],
-            );
-            if let Err(e) = txn.execute_raw(notify).await {
-                txn.rollback().await?;
-                return Err(e.into());
             }
         }
         txn.commit().await?;

@@ -5,16 +5,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, Iterable,
-    QueryTrait, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, IntoActiveModel, Iterable, QueryTrait,
+    TransactionTrait,
 };
 
 use super::apply::Applied;
 use super::chunks::{chunked, chunked_owned, model_bytes};
 use super::script::Script;
 use super::sets::{
-    CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, WALLET_WRITE_WIDTH, WalletWrite, check_wallets, claim_holds,
-    claim_statement, claimed, entries_statement, insert_entries, numbered_entries, wallets_statement, write_wallets,
+    CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, WalletWrite, announces, check_wallets, claim_holds,
+    claim_statement, claimed, entries_statement, insert_entries, numbered_entries, wallet_write_width,
+    wallets_statement, write_wallets,
 };
 use super::{Done, Job, Op};
 use crate::entities::{holds, journal_entries, wallets};
@@ -140,9 +141,10 @@ impl Batch {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// Writes the deferred rows, sent together (see [`Script`]); the
-    /// entries as written, in the order they were deferred.
-    async fn flush(&self) -> StoreResult<Vec<Entry>> {
+    /// Writes the deferred rows, sent together (see [`Script`]), and
+    /// announces the wallets written on `channel` (PostgreSQL) with them;
+    /// the entries as written, in the order they were deferred.
+    async fn flush(&self, channel: Option<&str>) -> StoreResult<Vec<Entry>> {
         let backend = self.txn.get_database_backend();
         let wallets = std::mem::take(&mut *self.wallets.lock().unwrap_or_else(PoisonError::into_inner));
         let holds = std::mem::take(&mut *self.holds.lock().unwrap_or_else(PoisonError::into_inner));
@@ -159,7 +161,10 @@ impl Batch {
         };
         let mut script = Script::new(self.together);
         let wallets_at = match wallet_chunks.first() {
-            Some(first) => Some(script.push(wallets_statement(backend, first), WALLET_WRITE_WIDTH)?),
+            Some(first) => Some(script.push(
+                wallets_statement(backend, first, channel),
+                wallet_write_width(announces(backend, channel)),
+            )?),
             None => None,
         };
         if let Some(first) = hold_chunks.next() {
@@ -175,7 +180,7 @@ impl Batch {
             check_wallets(first, &ran.rows(at))?;
         }
         for chunk in wallet_chunks.iter().skip(1) {
-            write_wallets(&self.txn, chunk).await?;
+            write_wallets(&self.txn, chunk, channel).await?;
         }
         for chunk in hold_chunks {
             self.txn.execute_raw(insert_holds(chunk)).await?;
@@ -274,7 +279,7 @@ impl Store {
     }
 
     /// A batch of several operations: one transaction, announced (PostgreSQL)
-    /// with one statement and published once it commits.
+    /// by its write of the wallets and published once it commits.
     pub(super) async fn run_wallets(
         &self,
         wallets: &BTreeMap<&str, Vec<&Op>>,
@@ -309,7 +314,7 @@ impl Store {
 
     /// Everything of a batch but its commit: locks its wallets, claims the
     /// holds it resolves, applies each wallet's operations, writes what
-    /// they changed and announces it.
+    /// they changed and announces it (with the wallets' write).
     async fn fill(&self, batch: &Arc<Batch>, wallets: &BTreeMap<&str, Vec<&Op>>) -> StoreResult<Vec<Applied>> {
         let now = self.change_time();
         let mut claims = Vec::new();
@@ -335,35 +340,8 @@ impl Store {
             };
             applied.push(self.apply_ops(batch, wallet, user_id, ops).await?);
         }
-        let entries = batch.flush().await?;
+        let entries = batch.flush(self.notify_channel.as_deref()).await?;
         hand_out(entries, &mut applied)?;
-        self.announce(&batch.txn, &applied).await?;
         Ok(applied)
-    }
-
-    /// Announces a batch's changes on the notify channel (PostgreSQL), in
-    /// its transaction: other replicas hear of them when it commits.
-    async fn announce(&self, txn: &DatabaseTransaction, applied: &[Applied]) -> StoreResult<()> {
-        let Some(channel) = self.notify_channel.as_deref() else {
-            return Ok(());
-        };
-        let payloads: Vec<String> = applied
-            .iter()
-            .filter_map(|a| a.change.as_ref())
-            .map(|c| format!("{} {}", c.wallet.version, c.wallet.user_id))
-            .collect();
-        if payloads.is_empty() {
-            return Ok(());
-        }
-        let calls: Vec<String> = (0..payloads.len())
-            .map(|i| format!("pg_notify($1, ${})", i + 2))
-            .collect();
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(payloads.len() + 1);
-        values.push(channel.into());
-        values.extend(payloads.into_iter().map(Into::into));
-        let sql = format!("SELECT {}", calls.join(", "));
-        txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
-            .await?;
-        Ok(())
     }
 }

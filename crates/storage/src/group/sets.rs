@@ -174,8 +174,11 @@ const WALLET_COLUMNS: [&str; 12] = [
 /// only by a batch that changes a cycle.
 const CYCLE_COLUMNS: usize = 3;
 
-/// Columns of the rows [`wallets_statement`] returns.
-pub(crate) const WALLET_WRITE_WIDTH: usize = 1;
+/// Columns of the rows [`wallets_statement`] returns when it announces
+/// (`announced`) or not.
+pub(crate) const fn wallet_write_width(announced: bool) -> usize {
+    if announced { 2 } else { 1 }
+}
 
 /// The statement that writes the wallets of `writes` (see
 /// [`write_wallets`]); it returns the user id of each wallet written,
@@ -183,7 +186,12 @@ pub(crate) const WALLET_WRITE_WIDTH: usize = 1;
 /// least one. The billing cycle's columns are written only when one of
 /// `writes` changes them (a cycle closed): `cycle_end` is indexed, and
 /// writing it, even unchanged, rewrites its index's page.
-pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite]) -> Statement {
+///
+/// With `channel` (PostgreSQL), each wallet written is also announced on
+/// it (`<version> <user id>`, the version its lock gave it), by its row's
+/// `RETURNING`: other replicas hear of it when the transaction commits,
+/// and announcing costs no statement (nor round trip) of its own.
+pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite], channel: Option<&str>) -> Statement {
     let cycles = writes.iter().any(|w| w.cycle_changed);
     let columns = if cycles {
         &WALLET_COLUMNS[..]
@@ -204,7 +212,13 @@ pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite]) -> S
         );
     }
     sql.push_str(" FROM v WHERE wallets.user_id = v.user_id AND wallets.version = v.version RETURNING wallets.user_id");
-    let mut values: Vec<Value> = Vec::with_capacity(writes.len() * columns.len());
+    let channel = channel.filter(|_| announces(backend, channel));
+    if channel.is_some() {
+        sql.push_str(", pg_notify(");
+        sql.push_str(&placeholder(backend, writes.len() * columns.len() + 1));
+        sql.push_str(", wallets.version::text || ' ' || wallets.user_id)::text AS announced");
+    }
+    let mut values: Vec<Value> = Vec::with_capacity(writes.len() * columns.len() + 1);
     for w in writes {
         values.push(w.user_id.as_str().into());
         values.push(w.version.into());
@@ -221,7 +235,15 @@ pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite]) -> S
             values.push(w.cycle_end.into());
         }
     }
+    if let Some(channel) = channel {
+        values.push(channel.into());
+    }
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Whether a [`wallets_statement`] on `backend` announces on `channel`.
+pub(crate) fn announces(backend: DbBackend, channel: Option<&str>) -> bool {
+    channel.is_some() && backend == DbBackend::Postgres
 }
 
 /// An error unless a [`wallets_statement`] wrote each of its `writes`
@@ -237,18 +259,21 @@ pub(crate) fn check_wallets(writes: &[WalletWrite], written: &[QueryResult]) -> 
     Ok(())
 }
 
-/// Writes the wallets of `writes` with one statement; an error unless each
-/// was written (still at the version its lock gave it). Each wallet must
-/// appear once.
-pub(crate) async fn write_wallets(txn: &DatabaseTransaction, writes: &[WalletWrite]) -> StoreResult<()> {
+/// Writes the wallets of `writes` with one statement, announcing each on
+/// `channel` (see [`wallets_statement`]); an error unless each was written
+/// (still at the version its lock gave it). Each wallet must appear once.
+pub(crate) async fn write_wallets(
+    txn: &DatabaseTransaction,
+    writes: &[WalletWrite],
+    channel: Option<&str>,
+) -> StoreResult<()> {
     if writes.is_empty() {
         return Ok(());
     }
+    let backend = txn.get_database_backend();
+    let statement = wallets_statement(backend, writes, channel);
     let mut script = Script::new(false);
-    let at = script.push(
-        wallets_statement(txn.get_database_backend(), writes),
-        WALLET_WRITE_WIDTH,
-    )?;
+    let at = script.push(statement, wallet_write_width(announces(backend, channel)))?;
     check_wallets(writes, &script.run(txn).await?.rows(at))
 }
 
