@@ -16,6 +16,7 @@ mod m20261206_000001_usage_rollups;
 mod m20261207_000001_wallet_alerts;
 mod m20261208_000001_partial_idempotency;
 mod m20261209_000001_open_hold_indexes;
+mod m20261210_000001_ledger_user_checks;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_wallet_alerts::Migration),
             Box::new(m20261208_000001_partial_idempotency::Migration),
             Box::new(m20261209_000001_open_hold_indexes::Migration),
+            Box::new(m20261210_000001_ledger_user_checks::Migration),
         ]
     }
 }

@@ -28,13 +28,48 @@ async fn indexes(db: &DatabaseConnection) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The tables with a foreign key to `users`, sorted.
+async fn checked_by_user(db: &DatabaseConnection) -> Vec<String> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Sqlite => {
+            "SELECT m.name AS t FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
+             WHERE m.type = 'table' AND f.\"table\" = 'users' ORDER BY 1"
+        }
+        _ => {
+            "SELECT conrelid::regclass::text AS t FROM pg_constraint \
+             WHERE contype = 'f' AND confrelid = 'users'::regclass ORDER BY 1"
+        }
+    };
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("list foreign keys");
+    rows.iter().map(|r| r.try_get("", "t").expect("t")).collect()
+}
+
 async fn round_trip(db: &DatabaseConnection) {
     let steps = u32::try_from(Migrator::migrations().len()).expect("few migrations");
     Migrator::up(db, None).await.expect("up");
     let latest = indexes(db).await;
+    let latest_keys = checked_by_user(db).await;
     assert!(latest.iter().any(|(_, n)| n == "holds_open_deadline"), "{latest:?}");
-    // Undo the newest migration alone: the schema before it comes back.
+    // PostgreSQL's journal entries and holds do not check their user by a
+    // foreign key (see `m20261210_000001_ledger_user_checks`); SQLite's do.
+    let ledger = ["holds".to_owned(), "journal_entries".to_owned()];
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    assert_eq!(
+        ledger.iter().all(|t| latest_keys.contains(t)),
+        !postgres,
+        "{latest_keys:?}"
+    );
+    assert!(latest_keys.contains(&"wallets".to_owned()), "{latest_keys:?}");
+    // Undo the newest migration alone: the foreign keys come back.
     Migrator::down(db, Some(1)).await.expect("down one");
+    let keys_before = checked_by_user(db).await;
+    assert!(ledger.iter().all(|t| keys_before.contains(t)), "{keys_before:?}");
+    assert_eq!(indexes(db).await, latest);
+    // And the one before it: the indexes before it come back.
+    Migrator::down(db, Some(1)).await.expect("down two");
     let before = indexes(db).await;
     assert!(before.iter().any(|(_, n)| n == "holds_status_deadline"), "{before:?}");
     assert!(!before.iter().any(|(_, n)| n == "holds_open_deadline"), "{before:?}");
@@ -42,6 +77,7 @@ async fn round_trip(db: &DatabaseConnection) {
     Migrator::down(db, Some(steps)).await.expect("down all");
     Migrator::up(db, None).await.expect("up again");
     assert_eq!(indexes(db).await, latest);
+    assert_eq!(checked_by_user(db).await, latest_keys);
 }
 
 #[tokio::test]

@@ -48,7 +48,8 @@ impl Store {
 
     /// Checks every wallet: its cached balances equal the sum of its journal,
     /// its held amounts equal its open holds, and its last entry's balance
-    /// after equals its balance. Returns what is off (nothing, normally).
+    /// after equals its balance; and that every journal entry and hold is
+    /// of a user who has a wallet. Returns what is off (nothing, normally).
     pub async fn reconcile(&self) -> StoreResult<Vec<Discrepancy>> {
         let backend = self.backend();
         let sums = self
@@ -124,6 +125,27 @@ impl Store {
                     problem: problems.join("; "),
                 });
             }
+        }
+        // Entries and holds are written only for a locked wallet; on
+        // PostgreSQL no foreign key checks it (see the migration
+        // `m20261210_000001_ledger_user_checks`), so this does.
+        let orphans = self
+            .db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT t.user_id, t.what FROM (\
+                 SELECT DISTINCT user_id, 'journal entries' AS what FROM journal_entries \
+                 UNION SELECT DISTINCT user_id, 'holds' AS what FROM holds) t \
+                 LEFT JOIN wallets w ON w.user_id = t.user_id WHERE w.user_id IS NULL \
+                 ORDER BY t.user_id, t.what",
+            ))
+            .await?;
+        for r in orphans {
+            let what: String = r.try_get("", "what")?;
+            out.push(Discrepancy {
+                user_id: r.try_get("", "user_id")?,
+                problem: format!("{what} of a user who has no wallet"),
+            });
         }
         Ok(out)
     }
