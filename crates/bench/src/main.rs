@@ -11,6 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The server's allocator (see `crates/server/src/main.rs`), so that the
+/// ledger here allocates as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use creditgate_domain::{ActivityKind, Credits, PlanCatalog, SystemClock};

@@ -9,6 +9,13 @@ use creditgate_domain::{Role, SystemClock};
 use creditgate_server::{App, Authenticator, Config, TokenRequest};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc, not the system's allocator: a request allocates and frees
+/// many small blocks across the runtime's tasks, and glibc's malloc and
+/// free (with its consolidation of freed chunks) were about a tenth of the
+/// server's CPU at concurrency 32 (see the README's benchmarks).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "creditgate",
