@@ -49,6 +49,19 @@ fn grant(amount: &str) -> CreditRequest {
     }
 }
 
+/// A settle of each of `users`' `holds` (in the same order).
+fn settles(users: &[String], holds: &[String]) -> Vec<BatchOp> {
+    users
+        .iter()
+        .zip(holds)
+        .map(|(user, hold)| BatchOp::Settle {
+            user_id: user.clone(),
+            hold_id: hold.clone(),
+            cost: cr("0.5"),
+        })
+        .collect()
+}
+
 async fn store(db: &TestDb) -> Store {
     db.store_with(
         std::sync::Arc::new(creditgate_domain::ManualClock::new(at("2025-03-10T12:00:00Z"))),
@@ -109,15 +122,7 @@ async fn postgres_each_committed_wallet_change_is_announced_once_with_its_versio
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
 
     // Their settles, in one batch: announced with the versions they wrote.
-    let ops = users
-        .iter()
-        .zip(&holds)
-        .map(|(user, hold)| BatchOp::Settle {
-            user_id: user.clone(),
-            hold_id: hold.clone(),
-            cost: cr("0.5"),
-        })
-        .collect();
+    let ops = settles(&users, &holds);
     let mut want = BTreeSet::new();
     for (answer, user) in store.run_batch_for_test(ops).await.iter().zip(&users) {
         match answer {
@@ -132,16 +137,7 @@ async fn postgres_each_committed_wallet_change_is_announced_once_with_its_versio
 
     // A batch that changes nothing (each settle refused: already settled)
     // announces nothing.
-    let ops = users
-        .iter()
-        .zip(&holds)
-        .take(3)
-        .map(|(user, hold)| BatchOp::Settle {
-            user_id: user.clone(),
-            hold_id: hold.clone(),
-            cost: cr("0.5"),
-        })
-        .collect();
+    let ops = settles(&users[..3], &holds[..3]);
     for answer in store.run_batch_for_test(ops).await {
         assert!(answer.is_err(), "already settled: {answer:?}");
     }
