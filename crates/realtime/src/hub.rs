@@ -38,13 +38,19 @@ pub enum RealtimeError {
 }
 
 /// One committed change (or several, caught up at once) as subscribers see
-/// it: the wallet at its version and the entries written since the last
-/// event of its user.
+/// it: the wallet at its version and the entries and alerts of the versions
+/// `(since, wallet.version]`.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub wallet: Wallet,
+    /// The version after which this event carries every entry and alert.
+    /// Usually the version of its user's previous event; later when the hub
+    /// did not know what its user's subscribers had (a change heard before
+    /// the first subscriber read its starting point): a subscriber that had
+    /// less reads the rest itself.
+    pub since: i64,
     pub entries: Vec<Entry>,
-    /// The balance alerts raised since the last event of its user.
+    /// The balance alerts of the versions `(since, wallet.version]`.
     pub alerts: Vec<BalanceAlert>,
     /// Re-sent after this replica lost and regained its LISTEN connection:
     /// delivered even when a subscriber already has this version.
@@ -163,6 +169,13 @@ impl Fanout {
         }
     }
 
+    /// The newest version sent to `user_id`'s subscribers here (see
+    /// [`Shard::last`]).
+    #[cfg(test)]
+    pub(crate) fn last(&self, user_id: &str) -> Option<Option<i64>> {
+        self.shard_of(user_id).last(user_id)
+    }
+
     /// Users with subscribers on this replica.
     pub fn subscribed_users(&self) -> usize {
         self.shards.iter().map(|s| s.users().len()).sum()
@@ -245,7 +258,7 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
                 Some(Some(last)) if version <= last => return Ok(()),
                 Some(last) => last,
             };
-            let (entries, alerts) = match last {
+            let (since, entries, alerts) = match last {
                 // A change in between is not here yet (it commits on
                 // another replica, or its publisher is slower): read it, so
                 // its entries and alerts are not lost and nothing older
@@ -259,12 +272,13 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
                         .alerts_of_versions(&wallet.user_id, last, version - 1, CATCH_UP_ENTRIES)
                         .await?;
                     missed_alerts.extend(alerts);
-                    (missed, missed_alerts)
+                    (last, missed, missed_alerts)
                 }
-                _ => (entries, alerts),
+                _ => (version - 1, entries, alerts),
             };
             shard.publish(Event {
                 wallet,
+                since,
                 entries,
                 alerts,
                 resync: false,
@@ -278,6 +292,7 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
             };
             if let Some(change) = store.committed_change(&user_id, last, CATCH_UP_ENTRIES).await? {
                 shard.publish(Event {
+                    since: last.unwrap_or(change.wallet.version - 1),
                     wallet: change.wallet,
                     entries: change.entries,
                     alerts: change.alerts,
@@ -294,8 +309,9 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
             let last: HashMap<String, Option<i64>> = users.into_iter().collect();
             for wallet in store.committed_wallets(&ids).await? {
                 let after = last.get(&wallet.user_id).copied().flatten();
-                let (entries, alerts) = match after {
+                let (since, entries, alerts) = match after {
                     Some(after) if wallet.version > after => (
+                        after,
                         store
                             .entries_of_versions(&wallet.user_id, after, wallet.version, CATCH_UP_ENTRIES)
                             .await?,
@@ -303,10 +319,11 @@ async fn handle(shard: &Shard, store: &Store, work: Work) -> Result<(), StoreErr
                             .alerts_of_versions(&wallet.user_id, after, wallet.version, CATCH_UP_ENTRIES)
                             .await?,
                     ),
-                    _ => (Vec::new(), Vec::new()),
+                    _ => (wallet.version, Vec::new(), Vec::new()),
                 };
                 shard.publish(Event {
                     wallet,
+                    since,
                     entries,
                     alerts,
                     resync: resend,
