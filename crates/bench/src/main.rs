@@ -11,8 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The server's allocator (see `crates/server/src/main.rs`), so that the
-/// ledger here allocates as it does there.
+/// The server's allocator (see `crates/server/src/main.rs`), also as the
+/// process's `malloc` (SQLite's), so that the ledger here allocates as it
+/// does there.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -104,9 +104,9 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use creditgate_domain::{ActivityKind, Credits, ManualClock, PlanCatalog, Role};
-    use creditgate_storage::testing::{Backend, TestDb};
-    use creditgate_storage::{CreditRequest, Identity, Store};
+    use creditgate_domain::{ActivityKind, Credits, ManualClock, PlanCatalog};
+    use creditgate_storage::testing::{Backend, TestDb, member};
+    use creditgate_storage::{CreditRequest, Store};
     use futures::StreamExt;
 
     use crate::{Hub, RealtimeConfig};
@@ -130,17 +130,7 @@ mod tests {
         let db = TestDb::new(backend).await.unwrap();
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
         let store = db.store(clock, PlanCatalog::shipped()).await.unwrap();
-        let identity = Identity {
-            user_id: "alice".into(),
-            org_id: "acme".into(),
-            role: Role::Member,
-            name: None,
-            email: None,
-            team: None,
-            org_name: None,
-            expires_at: None,
-        };
-        store.ensure_user(&identity).await.unwrap();
+        store.ensure_user(&member("alice", "acme")).await.unwrap();
         // Writes through this copy are never heard by the hub.
         let elsewhere = store.clone();
         let config = RealtimeConfig {

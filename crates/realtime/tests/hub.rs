@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use creditgate_domain::{ActivityKind, Credits, ManualClock, PlanCatalog, Role};
+use creditgate_domain::{ActivityKind, Credits, ManualClock, PlanCatalog};
 use creditgate_realtime::{Hub, RealtimeConfig};
-use creditgate_storage::testing::{Backend, TestDb};
-use creditgate_storage::{CreditRequest, Identity, Store};
+use creditgate_storage::testing::{Backend, TestDb, member};
+use creditgate_storage::{CreditRequest, Store};
 use futures::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -24,19 +24,7 @@ async fn setup(backend: Backend, buffer: usize) -> (TestDb, Store, Hub) {
     };
     let (store, hub) = Hub::start(store, &config, &db.url);
     for user in ["alice", "bob"] {
-        store
-            .ensure_user(&Identity {
-                user_id: user.into(),
-                org_id: "acme".into(),
-                role: Role::Member,
-                name: None,
-                email: None,
-                team: None,
-                org_name: None,
-                expires_at: None,
-            })
-            .await
-            .unwrap();
+        store.ensure_user(&member(user, "acme")).await.unwrap();
     }
     (db, store, hub)
 }

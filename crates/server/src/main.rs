@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 /// mimalloc, not the system's allocator: a request allocates and frees
 /// many small blocks across the runtime's tasks, and glibc's malloc and
 /// free (with its consolidation of freed chunks) were about a tenth of the
-/// server's CPU at concurrency 32 (see the README's benchmarks).
+/// server's CPU at concurrency 32 (see the README's benchmarks). With the
+/// `malloc-override` feature (default) it is also the process's `malloc`
+/// and `free`, which SQLite and the provider plugins call.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -5,10 +5,24 @@
 
 use std::sync::Arc;
 
-use creditgate_domain::{Clock, PlanCatalog};
+use creditgate_domain::{Clock, PlanCatalog, Role};
 use sea_orm::{ConnectionTrait, Database};
 
-use crate::{Store, StoreError, StoreOptions};
+use crate::{Identity, Store, StoreError, StoreOptions};
+
+/// A member of `org` named by nothing but its id.
+pub fn member(user: &str, org: &str) -> Identity {
+    Identity {
+        user_id: user.to_owned(),
+        org_id: org.to_owned(),
+        role: Role::Member,
+        name: None,
+        email: None,
+        team: None,
+        org_name: None,
+        expires_at: None,
+    }
+}
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

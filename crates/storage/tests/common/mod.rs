@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use creditgate_domain::{Credits, ManualClock, PlanCatalog, Role};
+use creditgate_domain::{Credits, ManualClock, PlanCatalog};
+use creditgate_storage::Store;
 use creditgate_storage::testing::{Backend, TestDb};
-use creditgate_storage::{Identity, Store};
 
 pub struct Env {
     pub db: TestDb,
@@ -28,18 +28,7 @@ pub async fn env(backend: Backend, start: &str) -> Env {
     Env { db, store, clock }
 }
 
-pub fn member(user: &str, org: &str) -> Identity {
-    Identity {
-        user_id: user.to_owned(),
-        org_id: org.to_owned(),
-        role: Role::Member,
-        name: None,
-        email: None,
-        team: None,
-        org_name: None,
-        expires_at: None,
-    }
-}
+pub use creditgate_storage::testing::member;
 
 /// Every entry of a user, oldest first.
 pub async fn journal(store: &Store, user: &str) -> Vec<creditgate_storage::Entry> {
