@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 
 use crate::cache::{Cached, announce_forget};
 use crate::entities::{ai_settings, byok_keys};
@@ -253,7 +251,7 @@ impl Store {
     async fn with_wallet_moved<T>(
         &self,
         user_id: &str,
-        write: impl for<'t> FnOnce(&'t DatabaseTransaction) -> TxnFuture<'t, T>,
+        write: impl for<'t> FnOnce(&'t crate::group::LedgerTxn) -> TxnFuture<'t, T>,
     ) -> StoreResult<T> {
         let channel = self.notify_channel.as_deref();
         let out = match self.lock_wallet(user_id, false).await? {
@@ -272,7 +270,7 @@ impl Store {
                 }
             },
             None => {
-                let txn = self.db.begin().await?;
+                let txn = crate::group::LedgerTxn::from(self.db.begin().await?);
                 let out = write(&txn).await?;
                 announce_forget(&txn, channel, Cached::Keys, user_id).await?;
                 txn.commit().await?;

@@ -75,7 +75,7 @@ impl Checkpoints {
         connect_timeout: Duration,
         serving: DatabaseConnection,
     ) -> StoreResult<Option<Arc<Checkpoints>>> {
-        if url.contains(":memory:") || url.contains("mode=memory") {
+        if in_memory(url) {
             return Ok(None);
         }
         let mut opts = ConnectOptions::new(url.to_owned());
@@ -144,4 +144,10 @@ async fn run(alive: Weak<Checkpoints>, db: DatabaseConnection, serving: Database
     // copy of it still serves elsewhere).
     let _ = db.close().await;
     drop(serving);
+}
+
+/// Whether the SQLite database of `url` lives in memory (gone with its
+/// last connection).
+pub(crate) fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }

@@ -452,7 +452,7 @@ impl Store {
                     "holdId": row.id,
                 }),
             );
-            crate::outbox::enqueue(&locked.txn, &self.webhooks, &event, locked.now).await?;
+            crate::outbox::enqueue(&*locked.txn, &self.webhooks, &event, locked.now).await?;
         }
         if let Some(expiry) = settlement.expiry.clone() {
             locked.push(

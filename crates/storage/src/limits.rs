@@ -124,7 +124,7 @@ async fn lock_limits(locked: &LockedWallet, cache: &ReplicaCache) -> StoreResult
 /// Adds `amount` (negative: gives back) to the counters of `rows` for the
 /// cycle starting at `cycle`.
 async fn consume(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     rows: &[spend_limits::Model],
     cycle: DateTime<Utc>,
     amount: Credits,
@@ -174,7 +174,7 @@ pub(crate) async fn reserve(
         Err(e) => return Ok(Err(e.into())),
     };
     if !rows.is_empty() {
-        consume(&locked.txn, &rows, cycle, reservation.amount(), locked.now).await?;
+        consume(&*locked.txn, &rows, cycle, reservation.amount(), locked.now).await?;
     }
     Ok(Ok(reservation))
 }
@@ -197,7 +197,7 @@ pub(crate) async fn resolve(
         .into_iter()
         .filter(|r| r.cycle_start == reservation.cycle_start)
         .collect();
-    consume(&locked.txn, &rows, reservation.cycle_start, correction, locked.now).await
+    consume(&*locked.txn, &rows, reservation.cycle_start, correction, locked.now).await
 }
 
 impl Store {

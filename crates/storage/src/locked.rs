@@ -8,12 +8,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use creditgate_domain::{Credits, Posting, Thresholds, WalletState};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::alerts::StoredAlerts;
 use crate::entities::{journal_entries, wallets};
 use crate::error::{StoreError, StoreResult};
-use crate::group::{Batch, WalletWrite};
+use crate::group::{Batch, LedgerTxn, WalletWrite};
 use crate::model::{UsageDetails, Wallet, WalletChange};
 use crate::store::Store;
 
@@ -30,7 +30,7 @@ pub(crate) struct EntryExtras {
 /// The transaction a locked wallet is changed in.
 pub(crate) enum Txn {
     /// Its own (or a savepoint of its caller's): committed with the change.
-    Own(DatabaseTransaction),
+    Own(LedgerTxn),
     /// A batch's (see [`crate::group`]): the batch writes the new holds and
     /// the journal entries of all its wallets, each kind with one
     /// statement, then commits, or rolls back all of it on any error.
@@ -38,9 +38,9 @@ pub(crate) enum Txn {
 }
 
 impl std::ops::Deref for Txn {
-    type Target = DatabaseTransaction;
+    type Target = LedgerTxn;
 
-    fn deref(&self) -> &DatabaseTransaction {
+    fn deref(&self) -> &LedgerTxn {
         match self {
             Txn::Own(t) => t,
             Txn::Shared(b) => &b.txn,
@@ -259,7 +259,7 @@ impl LockedWallet {
         };
         for alert in &alerts {
             // Delivered if and only if the change that raised it commits.
-            if let Err(e) = crate::outbox::enqueue(&txn, &webhooks, &alert.webhook_event(), now).await {
+            if let Err(e) = crate::outbox::enqueue(&*txn, &webhooks, &alert.webhook_event(), now).await {
                 txn.rollback().await?;
                 return Err(e);
             }

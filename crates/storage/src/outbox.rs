@@ -95,7 +95,7 @@ impl OutgoingEvent {
 /// takes its type: it is delivered if and only if `txn` commits. Returns the
 /// event's id (its `webhook-id`), or `None` when no endpoint takes it.
 pub async fn enqueue(
-    txn: &DatabaseTransaction,
+    txn: &impl sea_orm::ConnectionTrait,
     routes: &WebhookRoutes,
     event: &OutgoingEvent,
     now: DateTime<Utc>,

@@ -87,6 +87,9 @@ pub struct Store {
     /// PostgreSQL: the writers' own connections (one per writer), apart
     /// from the requests' pool (see [`Store::connect`]).
     pub(crate) writers_db: Option<DatabaseConnection>,
+    /// A SQLite file's pool (its one connection), on which the ledger's
+    /// batches run their own transactions (see [`crate::group`]'s `txn`).
+    ledger_sqlite: Option<sea_orm::sqlx::SqlitePool>,
     /// SQLite's checkpoints, run off the request path while a copy of the
     /// store lives (see [`crate::checkpoint`]); held only to be dropped.
     _checkpoints: Option<Arc<Checkpoints>>,
@@ -177,6 +180,10 @@ impl Store {
             .filter(|_| db.get_database_backend() == DbBackend::Postgres);
         // One process owns a SQLite database: nothing changes behind its back.
         let cache = Arc::new(ReplicaCache::new(db.get_database_backend() == DbBackend::Sqlite));
+        // `Database::connect` of a `sqlite:` URL gives sqlx's SQLite pool.
+        let ledger_sqlite = (db.get_database_backend() == DbBackend::Sqlite
+            && !crate::checkpoint::in_memory(&options.url))
+        .then(|| db.get_sqlite_connection_pool().clone());
         let checkpoints = match db.get_database_backend() {
             DbBackend::Sqlite => Checkpoints::start(&options.url, options.connect_timeout, db.clone()).await?,
             _ => None,
@@ -194,8 +201,17 @@ impl Store {
             group: Some(Arc::new(GroupCommit::new(ledger_writers))),
             ledger_writers,
             writers_db,
+            ledger_sqlite,
             _checkpoints: checkpoints,
         })
+    }
+
+    /// A transaction for a batch of the ledger (see [`crate::group`]).
+    pub(crate) async fn begin_ledger(&self) -> Result<crate::group::LedgerTxn, sea_orm::DbErr> {
+        match &self.ledger_sqlite {
+            Some(pool) => crate::group::LedgerTxn::sqlite(pool).await,
+            None => Ok(self.db.begin().await?.into()),
+        }
     }
 
     /// Runs the pending migrations.
@@ -295,7 +311,7 @@ impl Store {
         user_id: &str,
         only_if_cycle_ended: bool,
     ) -> StoreResult<Option<LockedWallet>> {
-        let txn = Txn::Own(parent.begin().await?);
+        let txn = Txn::Own(parent.begin().await?.into());
         self.lock_wallet_in(txn, user_id, only_if_cycle_ended).await
     }
 
@@ -390,7 +406,7 @@ impl Store {
                         "available": locked.state.available().to_string(),
                     }),
                 );
-                if let Err(e) = crate::outbox::enqueue(&locked.txn, &self.webhooks, &event, now).await {
+                if let Err(e) = crate::outbox::enqueue(&*locked.txn, &self.webhooks, &event, now).await {
                     locked.rollback().await?;
                     return Err(e);
                 }

@@ -18,9 +18,10 @@
 //! its own: at concurrency 1 there is nothing to batch, and no hand-off to
 //! a writer to pay for. On SQLite, a batch of one wallet (so every
 //! operation at concurrency 1) sends its lock and its claims together, and
-//! its writes together (see `script`): four round trips to SQLite's
-//! connection thread, `BEGIN` and `COMMIT` included, where a hold took five
-//! and a settle six.
+//! its writes together (see `script`), and on a SQLite file `BEGIN` goes
+//! with the first of them and `COMMIT` with the last (see `txn`): two
+//! round trips to SQLite's connection thread, where a hold took five and a
+//! settle six (a larger batch's `BEGIN` goes with its first statement too).
 //!
 //! An operation is answered only after the commit that holds it: a crash
 //! before then loses nothing that was acknowledged. A refusal (insufficient
@@ -36,8 +37,11 @@ mod batch;
 mod chunks;
 mod script;
 mod sets;
+#[cfg(test)]
+mod test_table;
 #[cfg(feature = "test-support")]
 mod testing;
+mod txn;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -55,6 +59,7 @@ pub(crate) use batch::Batch;
 pub(crate) use sets::{Claimed, HoldClaim, WalletWrite, claim_holds, insert_entries, write_wallets};
 #[cfg(feature = "test-support")]
 pub use testing::{BatchAnswer, BatchOp};
+pub(crate) use txn::LedgerTxn;
 
 /// Operations a writer takes into one transaction at most.
 const MAX_BATCH: usize = 256;

@@ -10,8 +10,9 @@
 //! how a script's rows, which SQLite returns one statement after the
 //! other, are told apart.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{DbBackend, QueryResult, Statement, Value};
 
+use super::txn::LedgerTxn;
 use crate::error::{StoreError, StoreResult};
 
 /// One statement of a [`Script`].
@@ -61,9 +62,11 @@ impl Script {
         Ok(self.parts.len() - 1)
     }
 
-    /// Runs the statements in `txn`; each one's rows.
-    pub(crate) async fn run(self, txn: &DatabaseTransaction) -> StoreResult<Ran> {
-        let backend = txn.get_database_backend();
+    /// Runs the statements in `txn`; each one's rows. With `commit`, the
+    /// transaction commits with the last of them where it can (see
+    /// [`LedgerTxn::run`]; [`LedgerTxn::stage`] says).
+    pub(crate) async fn run(self, txn: &LedgerTxn, commit: bool) -> StoreResult<Ran> {
+        let backend = sea_orm::ConnectionTrait::get_database_backend(txn);
         let mut rows: Vec<Vec<QueryResult>> = self.parts.iter().map(|_| Vec::new()).collect();
         match (backend, self.parts.len()) {
             (_, 0) => {}
@@ -71,15 +74,17 @@ impl Script {
                 let widths: Vec<usize> = self.parts.iter().map(|p| p.width).collect();
                 let mut sql = String::with_capacity(self.parts.iter().map(|p| p.sql.len() + 2).sum());
                 let mut values = Vec::with_capacity(self.parts.iter().map(|p| p.values.len()).sum());
-                for part in self.parts {
+                for (i, part) in self.parts.into_iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(";\n");
+                    }
                     sql.push_str(&part.sql);
-                    sql.push_str(";\n");
                     values.extend(part.values);
                 }
-                for row in txn
-                    .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-                    .await?
-                {
+                let sent = txn
+                    .run(Statement::from_sql_and_values(backend, sql, values), true, commit)
+                    .await?;
+                for row in sent.rows {
                     let width = row
                         .try_as_sqlite_row()
                         .map(sea_orm::sqlx::Row::len)
@@ -92,14 +97,11 @@ impl Script {
                     rows[i].push(row);
                 }
             }
-            _ => {
+            (_, n) => {
                 for (i, part) in self.parts.into_iter().enumerate() {
                     let statement = Statement::from_sql_and_values(backend, part.sql, part.values);
-                    if part.width == 0 {
-                        txn.execute_raw(statement).await?;
-                    } else {
-                        rows[i] = txn.query_all_raw(statement).await?;
-                    }
+                    let sent = txn.run(statement, part.width > 0, commit && i + 1 == n).await?;
+                    rows[i] = sent.rows;
                 }
             }
         }
@@ -121,23 +123,13 @@ impl Ran {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{Database, TransactionTrait};
+    use sea_orm::TransactionTrait;
 
+    use super::super::test_table::{statement, sums};
     use super::*;
 
     async fn table() -> sea_orm::DatabaseConnection {
-        let db = Database::connect("sqlite::memory:").await.expect("memory database");
-        db.execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, n INTEGER NOT NULL)")
-            .await
-            .expect("table");
-        db.execute_unprepared("INSERT INTO t (id, name, n) VALUES (1, 'a', 10), (2, 'b', 20)")
-            .await
-            .expect("rows");
-        db
-    }
-
-    fn statement(sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+        super::super::test_table::table("sqlite::memory:").await
     }
 
     /// The script a batch sends: an update returning one shape of rows, an
@@ -171,21 +163,12 @@ mod tests {
         script
     }
 
-    async fn sums(db: &sea_orm::DatabaseConnection) -> (i64, i64) {
-        let row = db
-            .query_one_raw(statement("SELECT COUNT(*) AS c, SUM(n) AS s FROM t", vec![]))
-            .await
-            .expect("sum")
-            .expect("a row");
-        (row.try_get("", "c").expect("c"), row.try_get("", "s").expect("s"))
-    }
-
     #[tokio::test]
     async fn a_script_answers_each_statement_its_own_rows_sent_together_or_not() {
         for together in [true, false] {
             let db = table().await;
-            let txn = db.begin().await.expect("begin");
-            let mut ran = script(together, "c").run(&txn).await.expect("runs");
+            let txn = LedgerTxn::from(db.begin().await.expect("begin"));
+            let mut ran = script(together, "c").run(&txn, false).await.expect("runs");
             txn.commit().await.expect("commit");
             let ids: Vec<i64> = ran.rows(0).iter().map(|r| r.try_get("", "id").expect("id")).collect();
             assert_eq!(ids.len(), 2);
@@ -204,9 +187,9 @@ mod tests {
     async fn a_statement_that_fails_fails_the_script_and_its_rollback_undoes_all_of_it() {
         for together in [true, false] {
             let db = table().await;
-            let txn = db.begin().await.expect("begin");
+            let txn = LedgerTxn::from(db.begin().await.expect("begin"));
             // The insert breaks the unique name, after the update ran.
-            assert!(script(together, "a").run(&txn).await.is_err());
+            assert!(script(together, "a").run(&txn, false).await.is_err());
             txn.rollback().await.expect("rollback");
             assert_eq!(sums(&db).await, (2, 30), "together: {together}");
         }

@@ -8,11 +8,12 @@ use creditgate_domain::HoldStatus;
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryResult,
-    QueryTrait, Statement, Value,
+    ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryResult, QueryTrait, Statement,
+    Value,
 };
 
 use super::script::Script;
+use super::txn::LedgerTxn;
 
 use crate::entities::journal_entries;
 use crate::error::{StoreError, StoreResult};
@@ -144,13 +145,13 @@ pub(crate) fn claimed(rows: &[QueryResult]) -> StoreResult<Vec<Claimed>> {
 /// Claims the holds of `claims` that are still open, with one statement;
 /// the holds as claimed, in no particular order. Each hold must appear
 /// once.
-pub(crate) async fn claim_holds(txn: &DatabaseTransaction, claims: &[HoldClaim]) -> StoreResult<Vec<Claimed>> {
+pub(crate) async fn claim_holds(txn: &LedgerTxn, claims: &[HoldClaim]) -> StoreResult<Vec<Claimed>> {
     if claims.is_empty() {
         return Ok(Vec::new());
     }
     let mut script = Script::new(false);
     let at = script.push(claim_statement(txn.get_database_backend(), claims), CLAIMED_WIDTH)?;
-    claimed(&script.run(txn).await?.rows(at))
+    claimed(&script.run(txn, false).await?.rows(at))
 }
 
 /// The columns of a wallet's write; its billing cycle's last (see
@@ -211,7 +212,15 @@ pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite], chan
             ", monthly_allocation = v.monthly_allocation, cycle_start = v.cycle_start, cycle_end = v.cycle_end",
         );
     }
-    sql.push_str(" FROM v WHERE wallets.user_id = v.user_id AND wallets.version = v.version RETURNING wallets.user_id");
+    // A wallet no longer at the version its lock gave it fails the
+    // statement (its version cannot be null), and with it the batch,
+    // before it commits: on a SQLite file the commit goes with this
+    // statement (see `txn`), so a check of what it returns would come too
+    // late.
+    sql.push_str(
+        ", version = CASE WHEN wallets.version = v.version THEN wallets.version END \
+         FROM v WHERE wallets.user_id = v.user_id RETURNING wallets.user_id",
+    );
     let channel = channel.filter(|_| announces(backend, channel));
     if channel.is_some() {
         sql.push_str(", pg_notify(");
@@ -262,11 +271,7 @@ pub(crate) fn check_wallets(writes: &[WalletWrite], written: &[QueryResult]) -> 
 /// Writes the wallets of `writes` with one statement, announcing each on
 /// `channel` (see [`wallets_statement`]); an error unless each was written
 /// (still at the version its lock gave it). Each wallet must appear once.
-pub(crate) async fn write_wallets(
-    txn: &DatabaseTransaction,
-    writes: &[WalletWrite],
-    channel: Option<&str>,
-) -> StoreResult<()> {
+pub(crate) async fn write_wallets(txn: &LedgerTxn, writes: &[WalletWrite], channel: Option<&str>) -> StoreResult<()> {
     if writes.is_empty() {
         return Ok(());
     }
@@ -274,7 +279,7 @@ pub(crate) async fn write_wallets(
     let statement = wallets_statement(backend, writes, channel);
     let mut script = Script::new(false);
     let at = script.push(statement, wallet_write_width(announces(backend, channel)))?;
-    check_wallets(writes, &script.run(txn).await?.rows(at))
+    check_wallets(writes, &script.run(txn, false).await?.rows(at))
 }
 
 /// An entry as its insert reads it back: enough to number it and check
@@ -338,14 +343,85 @@ pub(crate) fn numbered_entries(rows: Vec<journal_entries::Model>, returned: &[Qu
 
 /// Inserts the journal entries `rows` (their ids unset) with one statement;
 /// the entries as written, in the order of `rows`.
-pub(crate) async fn insert_entries(
-    txn: &DatabaseTransaction,
-    rows: Vec<journal_entries::Model>,
-) -> StoreResult<Vec<Entry>> {
+pub(crate) async fn insert_entries(txn: &LedgerTxn, rows: Vec<journal_entries::Model>) -> StoreResult<Vec<Entry>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let mut script = Script::new(false);
     let at = script.push(entries_statement(txn.get_database_backend(), &rows), ENTRIES_WIDTH)?;
-    numbered_entries(rows, &script.run(txn).await?.rows(at))
+    numbered_entries(rows, &script.run(txn, false).await?.rows(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use creditgate_domain::{ManualClock, PlanCatalog};
+
+    use super::*;
+    use crate::testing::{Backend, TestDb, member};
+
+    /// A write of `user`'s wallet at `version` adding 5 credits to its
+    /// permanent balance.
+    fn write(user: &str, version: i64, at: DateTime<Utc>) -> WalletWrite {
+        WalletWrite {
+            user_id: user.to_owned(),
+            version,
+            monthly_delta: 0,
+            permanent_delta: 5_000,
+            held_monthly_delta: 0,
+            held_permanent_delta: 0,
+            cycle_changed: false,
+            monthly_allocation: 0,
+            cycle_start: at,
+            cycle_end: at,
+            updated_at: at,
+            alert_thresholds: None,
+            alert_state: None,
+        }
+    }
+
+    /// A wallet no longer at the version its lock gave it fails the write,
+    /// the commit that went with it (on a SQLite file) included, and
+    /// nothing of it lands.
+    async fn a_wallet_at_another_version_fails_its_write_and_its_commit(backend: Backend) {
+        let db = TestDb::new(backend).await.expect("database");
+        let now = DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let store = db
+            .store(Arc::new(ManualClock::new(now)), PlanCatalog::shipped())
+            .await
+            .expect("store");
+        store.ensure_user(&member("u1", "o1")).await.expect("user");
+        let before = store.wallet("u1").await.expect("wallet");
+        let backend = store.backend();
+
+        let txn = store.begin_ledger().await.expect("begin");
+        let stale = wallets_statement(backend, &[write("u1", before.version + 1, now)], None);
+        assert!(txn.run(stale, true, true).await.is_err());
+        let _ = txn.rollback().await;
+        assert_eq!(store.wallet("u1").await.expect("wallet"), before);
+
+        let txn = store.begin_ledger().await.expect("begin");
+        let current = wallets_statement(backend, &[write("u1", before.version, now)], None);
+        let written = txn.run(current, true, true).await.expect("written").rows;
+        assert_eq!(written.len(), 1);
+        txn.commit().await.expect("commit");
+        let after = store.wallet("u1").await.expect("wallet");
+        assert_eq!(
+            after.permanent_balance.millis(),
+            before.permanent_balance.millis() + 5_000
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_wallet_at_another_version_fails_its_write_and_its_commit() {
+        a_wallet_at_another_version_fails_its_write_and_its_commit(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_a_wallet_at_another_version_fails_its_write_and_its_commit() {
+        a_wallet_at_another_version_fails_its_write_and_its_commit(Backend::Postgres).await;
+    }
 }
