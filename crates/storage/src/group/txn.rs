@@ -1,14 +1,17 @@
 //! The transaction a ledger batch runs in.
 //!
-//! On PostgreSQL (and an in-memory SQLite database) it is SeaORM's. On a
-//! SQLite file it is the pool's one connection, held for the batch, with
-//! `BEGIN` sent with the batch's first statement and `COMMIT` with its last
-//! (see [`LedgerTxn::run`]): sqlx hands every statement to the connection's
+//! On PostgreSQL (and an in-memory SQLite database, which lives only as
+//! long as its one connection) it is SeaORM's. On a SQLite file it is the
+//! pool's one connection, held for the batch, with `BEGIN` sent with the
+//! batch's first statement and `COMMIT` with its last (see
+//! [`LedgerTxn::run`]): sqlx hands every statement to the connection's
 //! own thread and waits for it to come back, and SeaORM's transaction sends
 //! `BEGIN` and `COMMIT` as statements of their own, so a batch of one
 //! wallet cost four such round trips where it now costs two, and a larger
-//! batch six where it cost seven (see the README's benchmarks). Both are SeaORM connections ([`ConnectionTrait`]):
-//! everything that runs in a batch is written once for both.
+//! batch six where it cost seven (`COMMIT` goes alone after a larger
+//! batch: see `Batch::flush`, and the README's benchmarks). Both are
+//! SeaORM connections ([`ConnectionTrait`]): everything that runs in a
+//! batch is written once for both.
 //!
 //! A SQLite transaction that ends any other way than by its commit or
 //! rollback (its future dropped, a panic) closes its connection, which
