@@ -33,7 +33,7 @@ pub(crate) async fn send(
     key: &Key,
     total: Option<Duration>,
 ) -> Result<reqwest::Response, ProviderError> {
-    let url = url::Url::parse(&request.url).map_err(|e| ProviderError::Plugin {
+    let url = entry.last_url.parse(&request.url).map_err(|e| ProviderError::Plugin {
         provider: entry.id.clone(),
         message: format!("the plugin built an invalid URL: {e}"),
     })?;

@@ -276,6 +276,7 @@ fn entry(
     Ok(Entry {
         calls: CallLimit::new(max_calls as usize, &manifest.id, id),
         inline_calls: pc.inline_plugin_calls,
+        last_url: crate::gateway::LastUrl::default(),
         id: id.to_owned(),
         name: pc.name.clone().unwrap_or_else(|| manifest.name.clone()),
         plugin: Arc::clone(plugin),

@@ -49,9 +49,14 @@ pub enum AppError {
 /// The deepest bracket nesting a query may be configured to allow.
 const MAX_QUERY_NESTING: usize = 256;
 
-/// Everything a running server shares.
+/// Everything a running server shares. Cheap to clone: the router clones
+/// it for every request (each route and middleware that takes it as state),
+/// so it is one shared allocation.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppParts>);
+
+/// What an [`App`] holds.
+pub struct AppParts {
     pub config: Arc<Config>,
     pub store: Store,
     pub schema: ApiSchema,
@@ -70,6 +75,14 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// The delivery of outgoing webhooks (see [`App::spawn_webhooks`]).
     pub outbound: Arc<crate::outbound::Outbound>,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -143,7 +156,7 @@ impl App {
                     .data(ai.clone())
             },
         );
-        Ok(App {
+        Ok(App(Arc::new(AppParts {
             config: Arc::new(config),
             store,
             schema,
@@ -155,7 +168,7 @@ impl App {
             metrics,
             shutdown: CancellationToken::new(),
             outbound,
-        })
+        })))
     }
 
     /// The HTTP routes.

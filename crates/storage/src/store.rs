@@ -7,10 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use creditgate_domain::{ActivityKind, Clock, Credits, PlanCatalog, Thresholds, cycle_at};
 use creditgate_migrations::{Migrator, MigratorTrait};
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Iterable,
-    QueryFilter, QueryTrait, Statement, TransactionTrait,
+    ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, TransactionTrait,
 };
 
 use crate::cache::{Cached, ReplicaCache};
@@ -336,20 +336,6 @@ impl Store {
             return Ok(None);
         };
         self.locked_from(txn, row).await.map(Some)
-    }
-
-    /// The statement that locks the wallets of `user_ids` (bumping their
-    /// versions, as [`Store::lock_wallet`] does) and returns them as
-    /// locked, a column for each of the wallet's: a batch's first (see
-    /// [`crate::group`]). PostgreSQL locks them in the index's order,
-    /// which is the users' order.
-    pub(crate) fn lock_wallets_statement<'a>(&self, user_ids: impl IntoIterator<Item = &'a str>) -> Statement {
-        let mut update = wallets::Entity::update_many()
-            .col_expr(wallets::Column::Version, Expr::col(wallets::Column::Version).add(1))
-            .filter(wallets::Column::UserId.is_in(user_ids))
-            .into_query();
-        update.returning(Query::returning().columns(wallets::Column::iter()));
-        self.backend().build(&update)
     }
 
     /// The wallet of `row`, just locked in `txn`, with its billing cycle

@@ -4,16 +4,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, IntoActiveModel, Iterable, QueryTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult, Iterable};
 
 use super::apply::Applied;
 use super::chunks::{chunked, chunked_owned, model_bytes};
 use super::script::Script;
 use super::sets::{
     CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, WalletWrite, announces, check_wallets, claim_holds,
-    claim_statement, claimed, entries_statement, insert_entries, numbered_entries, wallet_write_width,
-    wallets_statement, write_wallets,
+    claim_statement, claimed, insert_entries, numbered_entries, wallet_write_width, wallets_statement, write_wallets,
 };
+use super::texts::{entries_statement, holds_statement, lock_statement};
 use super::txn::{LedgerTxn, Stage};
 use super::{Done, Job, Op};
 use crate::entities::{holds, journal_entries, wallets};
@@ -60,18 +60,18 @@ impl Batch {
     }
 
     /// Locks the wallets of `user_ids` (one statement, see
-    /// [`Store::lock_wallets_statement`]) and claims the open holds among
+    /// [`lock_statement`]) and claims the open holds among
     /// `claims` (one more), sent together: the wallets as locked, and the
     /// claims kept for [`Batch::take_claim`].
     async fn lock_and_claim<'a>(
         &self,
-        store: &Store,
         user_ids: impl IntoIterator<Item = &'a str>,
         claims: Vec<HoldClaim>,
     ) -> StoreResult<Vec<wallets::Model>> {
         let backend = self.txn.get_database_backend();
         let mut script = Script::new(self.together);
-        let locked_at = script.push(store.lock_wallets_statement(user_ids), wallets::Column::iter().count())?;
+        let user_ids: Vec<&str> = user_ids.into_iter().collect();
+        let locked_at = script.push(lock_statement(backend, &user_ids), wallets::Column::iter().count())?;
         // Large batches claim in several statements (see `chunks`).
         let mut chunks = chunked(backend, &claims, HoldClaim::bytes).into_iter();
         let claimed_at = match chunks.next() {
@@ -156,11 +156,7 @@ impl Batch {
         let wallet_chunks = chunked(backend, &wallets, WalletWrite::bytes);
         let mut hold_chunks = chunked_owned(backend, holds, model_bytes).into_iter();
         let mut entry_chunks = chunked_owned(backend, rows, model_bytes).into_iter();
-        let insert_holds = |chunk: Vec<holds::Model>| {
-            backend.build(
-                &holds::Entity::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model)).into_query(),
-            )
-        };
+        let insert_holds = |chunk: Vec<holds::Model>| holds_statement(backend, &chunk);
         let mut script = Script::new(self.together);
         let wallets_at = match wallet_chunks.first() {
             Some(first) => Some(script.push(
@@ -342,7 +338,7 @@ impl Store {
             }
         }
         let mut rows: BTreeMap<String, wallets::Model> = batch
-            .lock_and_claim(self, wallets.keys().copied(), claims)
+            .lock_and_claim(wallets.keys().copied(), claims)
             .await?
             .into_iter()
             .map(|r| (r.user_id.clone(), r))

@@ -41,6 +41,7 @@ mod sets;
 mod test_table;
 #[cfg(feature = "test-support")]
 mod testing;
+mod texts;
 mod txn;
 
 use std::hash::BuildHasher;

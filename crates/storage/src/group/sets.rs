@@ -5,14 +5,10 @@
 
 use chrono::{DateTime, Utc};
 use creditgate_domain::HoldStatus;
-use sea_orm::ActiveValue::NotSet;
-use sea_orm::sea_query::Query;
-use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryResult, QueryTrait, Statement,
-    Value,
-};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, QueryResult, Statement, Value};
 
 use super::script::Script;
+use super::texts::{Shape, entries_statement, text};
 use super::txn::LedgerTxn;
 
 use crate::entities::journal_entries;
@@ -107,7 +103,24 @@ pub(crate) const CLAIMED_WIDTH: usize = 6;
 /// (see [`claim_holds`]); its rows are [`Claimed`]s. Each hold must
 /// appear once, and there is at least one.
 pub(crate) fn claim_statement(backend: DbBackend, claims: &[HoldClaim]) -> Statement {
-    let mut sql = values_of(backend, &CLAIM_COLUMNS, claims.len());
+    let sql = text(Shape::Claim, backend, claims.len(), || {
+        claim_text(backend, claims.len())
+    });
+    let mut values: Vec<Value> = Vec::with_capacity(claims.len() * CLAIM_COLUMNS.len());
+    for c in claims {
+        values.push(c.id.as_str().into());
+        values.push(c.user_id.as_str().into());
+        values.push(c.status.as_str().into());
+        values.push(c.resolved_at.into());
+        values.push(c.result.clone().into());
+        values.push(i64::from(c.forget_key).into());
+    }
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The text of a [`claim_statement`] of `rows` holds.
+fn claim_text(backend: DbBackend, rows: usize) -> String {
+    let mut sql = values_of(backend, &CLAIM_COLUMNS, rows);
     sql.push_str(
         "UPDATE holds SET status = v.status, resolved_at = v.resolved_at, \
          result = COALESCE(v.result, holds.result), \
@@ -123,16 +136,7 @@ pub(crate) fn claim_statement(backend: DbBackend, claims: &[HoldClaim]) -> State
         " RETURNING holds.id, holds.user_id, holds.monthly_part, holds.permanent_part, holds.cycle_start, \
          holds.details",
     );
-    let mut values: Vec<Value> = Vec::with_capacity(claims.len() * CLAIM_COLUMNS.len());
-    for c in claims {
-        values.push(c.id.as_str().into());
-        values.push(c.user_id.as_str().into());
-        values.push(c.status.as_str().into());
-        values.push(c.resolved_at.into());
-        values.push(c.result.clone().into());
-        values.push(i64::from(c.forget_key).into());
-    }
-    Statement::from_sql_and_values(backend, sql, values)
+    sql
 }
 
 /// The holds a [`claim_statement`] claimed, from its rows.
@@ -194,39 +198,15 @@ pub(crate) const fn wallet_write_width(announced: bool) -> usize {
 /// and announcing costs no statement (nor round trip) of its own.
 pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite], channel: Option<&str>) -> Statement {
     let cycles = writes.iter().any(|w| w.cycle_changed);
-    let columns = if cycles {
-        &WALLET_COLUMNS[..]
-    } else {
-        &WALLET_COLUMNS[..WALLET_COLUMNS.len() - CYCLE_COLUMNS]
-    };
-    let mut sql = values_of(backend, columns, writes.len());
-    sql.push_str(
-        "UPDATE wallets SET monthly_balance = wallets.monthly_balance + v.monthly_delta, \
-         permanent_balance = wallets.permanent_balance + v.permanent_delta, \
-         held_monthly = wallets.held_monthly + v.held_monthly_delta, \
-         held_permanent = wallets.held_permanent + v.held_permanent_delta, \
-         updated_at = v.updated_at, alert_thresholds = v.alert_thresholds, alert_state = v.alert_state",
-    );
-    if cycles {
-        sql.push_str(
-            ", monthly_allocation = v.monthly_allocation, cycle_start = v.cycle_start, cycle_end = v.cycle_end",
-        );
-    }
-    // A wallet no longer at the version its lock gave it fails the
-    // statement (its version cannot be null), and with it the batch,
-    // before it commits: on a SQLite file the commit goes with this
-    // statement (see `txn`), so a check of what it returns would come too
-    // late.
-    sql.push_str(
-        ", version = CASE WHEN wallets.version = v.version THEN wallets.version END \
-         FROM v WHERE wallets.user_id = v.user_id RETURNING wallets.user_id",
-    );
+    let columns = wallet_columns(cycles);
     let channel = channel.filter(|_| announces(backend, channel));
-    if channel.is_some() {
-        sql.push_str(", pg_notify(");
-        sql.push_str(&placeholder(backend, writes.len() * columns.len() + 1));
-        sql.push_str(", wallets.version::text || ' ' || wallets.user_id)::text AS announced");
-    }
+    let shape = Shape::Wallets {
+        cycles,
+        announced: channel.is_some(),
+    };
+    let sql = text(shape, backend, writes.len(), || {
+        wallets_text(backend, writes.len(), cycles, channel.is_some())
+    });
     let mut values: Vec<Value> = Vec::with_capacity(writes.len() * columns.len() + 1);
     for w in writes {
         values.push(w.user_id.as_str().into());
@@ -248,6 +228,48 @@ pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite], chan
         values.push(channel.into());
     }
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The columns of a wallets' write, with the billing cycle's or not.
+fn wallet_columns(cycles: bool) -> &'static [&'static str] {
+    if cycles {
+        &WALLET_COLUMNS[..]
+    } else {
+        &WALLET_COLUMNS[..WALLET_COLUMNS.len() - CYCLE_COLUMNS]
+    }
+}
+
+/// The text of a [`wallets_statement`] of `rows` wallets.
+fn wallets_text(backend: DbBackend, rows: usize, cycles: bool, announced: bool) -> String {
+    let columns = wallet_columns(cycles);
+    let mut sql = values_of(backend, columns, rows);
+    sql.push_str(
+        "UPDATE wallets SET monthly_balance = wallets.monthly_balance + v.monthly_delta, \
+         permanent_balance = wallets.permanent_balance + v.permanent_delta, \
+         held_monthly = wallets.held_monthly + v.held_monthly_delta, \
+         held_permanent = wallets.held_permanent + v.held_permanent_delta, \
+         updated_at = v.updated_at, alert_thresholds = v.alert_thresholds, alert_state = v.alert_state",
+    );
+    if cycles {
+        sql.push_str(
+            ", monthly_allocation = v.monthly_allocation, cycle_start = v.cycle_start, cycle_end = v.cycle_end",
+        );
+    }
+    // A wallet no longer at the version its lock gave it fails the
+    // statement (its version cannot be null), and with it the batch,
+    // before it commits: on a SQLite file the commit goes with this
+    // statement (see `txn`), so a check of what it returns would come too
+    // late.
+    sql.push_str(
+        ", version = CASE WHEN wallets.version = v.version THEN wallets.version END \
+         FROM v WHERE wallets.user_id = v.user_id RETURNING wallets.user_id",
+    );
+    if announced {
+        sql.push_str(", pg_notify(");
+        sql.push_str(&placeholder(backend, rows * columns.len() + 1));
+        sql.push_str(", wallets.version::text || ' ' || wallets.user_id)::text AS announced");
+    }
+    sql
 }
 
 /// Whether a [`wallets_statement`] on `backend` announces on `channel`.
@@ -293,24 +315,6 @@ struct Numbered {
 
 /// Columns of the rows [`entries_statement`] returns.
 pub(crate) const ENTRIES_WIDTH: usize = 3;
-
-/// The statement that inserts the journal entries `rows` (their ids
-/// unset; see [`insert_entries`]), for [`numbered_entries`]. There is at
-/// least one.
-pub(crate) fn entries_statement(backend: DbBackend, rows: &[journal_entries::Model]) -> Statement {
-    let mut insert = journal_entries::Entity::insert_many(rows.iter().map(|m| {
-        let mut row = m.clone().into_active_model();
-        row.id = NotSet;
-        row
-    }))
-    .into_query();
-    insert.returning(Query::returning().columns([
-        journal_entries::Column::Id,
-        journal_entries::Column::UserId,
-        journal_entries::Column::BalanceAfter,
-    ]));
-    backend.build(&insert)
-}
 
 /// The entries `rows` as an [`entries_statement`] wrote them, numbered
 /// from what it `returned`, in the order of `rows`. Only the ids (and what
