@@ -13,7 +13,8 @@
 //! (see `sets`), and commits the batch: one commit, and on PostgreSQL one
 //! WAL flush, for the whole batch, and a fixed number of statements
 //! whatever its size (on PostgreSQL, a large batch's rows of one kind go
-//! in several statements of at most about 12 KiB each: see `chunks`). An
+//! in several statements of at most about 12 KiB each: see `chunks`; each
+//! statement's text is built once per shape and kept: see `texts`). An
 //! operation that finds no other in the ledger runs at once, as a batch of
 //! its own: at concurrency 1 there is nothing to batch, and no hand-off to
 //! a writer to pay for. On SQLite, a batch of one wallet (so every
