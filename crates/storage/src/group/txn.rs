@@ -178,9 +178,11 @@ impl Inner {
         Ok(if commit { format!("{sql};\nCOMMIT") } else { sql })
     }
 
-    /// Sends `end` (`COMMIT` or `ROLLBACK`).
+    /// Sends `end` (`COMMIT` or `ROLLBACK`), kept prepared by the
+    /// connection like any statement (a batch of several wallets commits
+    /// alone: sent raw, it was prepared again for every batch).
     async fn end(&mut self, end: &'static str, to: Stage) -> Result<(), sqlx::Error> {
-        let done = sqlx::raw_sql(AssertSqlSafe(end)).execute(&mut *self.conn).await;
+        let done = sqlx::query(AssertSqlSafe(end)).execute(&mut *self.conn).await;
         self.stage = if done.is_ok() { to } else { Stage::Unknown };
         done.map(|_| ())
     }
