@@ -134,13 +134,6 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(30))
-                    // The ledger's batch statements come in a text per
-                    // number of rows (see `group::texts`): with sqlx's
-                    // default of 100 kept, the larger ones were prepared
-                    // again about 200 times a second at c=32 (`perf probe`
-                    // on `sqlite3LockAndPrepare`); with 512, only `COMMIT`
-                    // is, for 1 MiB more (see the README's benchmarks).
-                    .statement_cache_capacity(512)
                     // Checkpoints run on a connection of their own; this one
                     // only when they fall far behind.
                     .pragma("wal_autocheckpoint", crate::checkpoint::INLINE_AFTER_PAGES.to_string())
