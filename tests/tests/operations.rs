@@ -215,6 +215,19 @@ async fn scrape_shows_requests_credits_and_provider_calls(backend: Backend) {
             .is_some_and(|ones| ones >= 4.0)
     );
 
+    // SQLite: a settle or release whose wallet and hold the process wrote
+    // last takes them from its mirror instead of reading them.
+    let taken = after.get("creditgate_ledger_mirror_total", &[("outcome", "taken")]);
+    if backend == Backend::Sqlite {
+        assert!(after.grew(&before, "creditgate_ledger_mirror_total", &[("outcome", "taken")]) >= 2.0);
+        assert_eq!(
+            after.get("creditgate_ledger_mirror_total", &[("outcome", "stale")]),
+            None
+        );
+    } else {
+        assert_eq!(taken, None, "PostgreSQL has no mirror");
+    }
+
     // Gauges read at scrape time.
     assert_eq!(after.get("creditgate_holds_open", &[]), Some(0.0));
     let max = after.get("creditgate_db_pool_max_connections", &[]).unwrap();

@@ -96,6 +96,10 @@ fn describe() {
         creditgate_storage::metrics::SQLITE_WAL_PAGES,
         "SQLite only: pages of the write-ahead log not yet copied into the database file, as of the last background checkpoint."
     );
+    describe_counter!(
+        creditgate_storage::metrics::LEDGER_MIRROR,
+        "SQLite only: ledger batches whose wallets were taken from the process's mirror, read from the database, or taken and found stale (run again, reading)."
+    );
     describe_histogram!(
         creditgate_storage::metrics::BATCH_SIZE,
         "Holds and settles committed together by one ledger writer's transaction (group commit)."

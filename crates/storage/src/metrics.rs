@@ -11,6 +11,12 @@ pub const CREDITS_CHARGED: &str = "creditgate_credits_charged_millicredits_total
 /// Operations per group commit (see `group`).
 pub const BATCH_SIZE: &str = "creditgate_ledger_batch_size";
 
+/// SQLite: ledger batches by where their wallets came from (`outcome`:
+/// `taken` from the mirror, `read` from the database, `stale`: taken, then
+/// found changed behind the process's back and run again, reading; see
+/// `group`'s `mirror`).
+pub const LEDGER_MIRROR: &str = "creditgate_ledger_mirror_total";
+
 pub use crate::checkpoint::WAL_PAGES as SQLITE_WAL_PAGES;
 
 /// Counts the credits a committed change charged.

@@ -90,6 +90,9 @@ pub struct Store {
     /// A SQLite file's pool (its one connection), on which the ledger's
     /// batches run their own transactions (see [`crate::group`]'s `txn`).
     ledger_sqlite: Option<sea_orm::sqlx::SqlitePool>,
+    /// A SQLite file's wallets and open holds as its ledger last committed
+    /// them (see [`crate::group`]'s `mirror`).
+    pub(crate) mirror: Option<Arc<crate::group::Mirror>>,
     /// SQLite's checkpoints, run off the request path while a copy of the
     /// store lives (see [`crate::checkpoint`]); held only to be dropped.
     _checkpoints: Option<Arc<Checkpoints>>,
@@ -201,6 +204,9 @@ impl Store {
             group: Some(Arc::new(GroupCommit::new(ledger_writers))),
             ledger_writers,
             writers_db,
+            mirror: ledger_sqlite
+                .as_ref()
+                .map(|_| Arc::new(crate::group::Mirror::default())),
             ledger_sqlite,
             _checkpoints: checkpoints,
         })
@@ -323,6 +329,11 @@ impl Store {
         user_id: &str,
         only_if_cycle_ended: bool,
     ) -> StoreResult<Option<LockedWallet>> {
+        // Changed outside the ledger's batches: the mirror (SQLite) no
+        // longer has it (see `group`'s `mirror`).
+        if let Some(mirror) = &self.mirror {
+            mirror.forget(std::iter::once(user_id), std::iter::empty());
+        }
         let now = self.clock.now();
         let mut update = wallets::Entity::update_many()
             .col_expr(wallets::Column::Version, Expr::col(wallets::Column::Version).add(1))

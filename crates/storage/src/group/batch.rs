@@ -2,6 +2,7 @@
 //! wallets write together, one announcement, one commit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::{ConnectionTrait, FromQueryResult, Iterable};
@@ -10,12 +11,12 @@ use super::apply::Applied;
 use super::chunks::{chunked, chunked_owned, model_bytes};
 use super::script::Script;
 use super::sets::{
-    CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, WalletWrite, announces, check_wallets, claim_holds,
+    CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, VersionCheck, WalletWrite, announces, check_wallets, claim_holds,
     claim_statement, claimed, insert_entries, numbered_entries, wallet_write_width, wallets_statement, write_wallets,
 };
 use super::texts::{entries_statement, holds_statement, lock_statement};
 use super::txn::{LedgerTxn, Stage};
-use super::{Done, Job, Op};
+use super::{Done, Job, Mirror, Op};
 use crate::entities::{holds, journal_entries, wallets};
 use crate::error::{StoreError, StoreResult};
 use crate::model::Entry;
@@ -37,6 +38,15 @@ pub(crate) struct Batch {
     /// Its statements are sent together (see [`Script`]): it has few
     /// wallets.
     together: bool,
+    /// Its wallets and holds came from the mirror (see `mirror`): the
+    /// holds it claims, claimed with its writes.
+    mirrored: Mutex<Option<Vec<HoldClaim>>>,
+    /// With a mirror: its wallets as locked or taken, and what it wrote,
+    /// for the mirror to keep once it commits.
+    before: Mutex<HashMap<String, wallets::Model>>,
+    written: Mutex<(Vec<WalletWrite>, Vec<holds::Model>)>,
+    /// It took its wallets from the mirror.
+    from_mirror: AtomicBool,
 }
 
 /// Wallets a batch has at most for its statements to be sent together
@@ -52,7 +62,42 @@ impl Batch {
             entries: Mutex::new(Vec::new()),
             wallets: Mutex::new(Vec::new()),
             claims: Mutex::new(HashMap::new()),
+            mirrored: Mutex::new(None),
+            before: Mutex::new(HashMap::new()),
+            written: Mutex::new((Vec::new(), Vec::new())),
+            from_mirror: AtomicBool::new(false),
         }
+    }
+
+    /// Takes its wallets and the holds it claims from `mirror` (see
+    /// `mirror`) when all are there: the wallets as a lock would give
+    /// them (their versions bumped), the claims kept for
+    /// [`Batch::take_claim`] and made with the batch's writes.
+    fn take_mirrored(&self, mirror: &Mirror, user_ids: &[&str], claims: &[HoldClaim]) -> Option<Vec<wallets::Model>> {
+        let taken = mirror.take(user_ids, claims)?;
+        let mut held = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        for c in taken.claimed {
+            held.insert((c.user_id.clone(), c.id.clone()), Some(c));
+        }
+        *self.mirrored.lock().unwrap_or_else(PoisonError::into_inner) = Some(claims.to_vec());
+        self.from_mirror.store(true, Ordering::Relaxed);
+        Some(
+            taken
+                .wallets
+                .into_iter()
+                .map(|mut w| {
+                    w.version += 1;
+                    w
+                })
+                .collect(),
+        )
+    }
+
+    /// Gives `mirror` what the batch wrote (see `mirror`).
+    fn keep_in(&self, mirror: &Mirror) {
+        let before = self.before.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        mirror.keep(&before, &written.0, &written.1);
     }
 
     pub(crate) fn defer_wallet(&self, write: WalletWrite) {
@@ -146,11 +191,15 @@ impl Batch {
     /// [`LedgerTxn::run`]; [`LedgerTxn::stage`] tells), so the checks of
     /// what came back that must hold before it commits are the
     /// statements' own (see `wallets_statement`).
-    async fn flush(&self, channel: Option<&str>) -> StoreResult<Vec<Entry>> {
+    async fn flush(&self, channel: Option<&str>, mirroring: bool) -> StoreResult<Vec<Entry>> {
         let backend = self.txn.get_database_backend();
         let wallets = std::mem::take(&mut *self.wallets.lock().unwrap_or_else(PoisonError::into_inner));
         let holds = std::mem::take(&mut *self.holds.lock().unwrap_or_else(PoisonError::into_inner));
         let rows = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
+        if mirroring {
+            *self.written.lock().unwrap_or_else(PoisonError::into_inner) = (wallets.clone(), holds.clone());
+        }
+        let mirrored = self.mirrored.lock().unwrap_or_else(PoisonError::into_inner).take();
         // Large batches write each kind of rows in several statements (see
         // `chunks`): the first of each sent together, the others after.
         let wallet_chunks = chunked(backend, &wallets, WalletWrite::bytes);
@@ -158,9 +207,27 @@ impl Batch {
         let mut entry_chunks = chunked_owned(backend, rows, model_bytes).into_iter();
         let insert_holds = |chunk: Vec<holds::Model>| holds_statement(backend, &chunk);
         let mut script = Script::new(self.together);
+        // Taken from the mirror: the claims go with the writes, checked by
+        // the wallets' write when it is sent with them (one wallet), else
+        // on their own, first.
+        let mut check = VersionCheck::Locked;
+        let mut claims = 0;
+        if let Some(mirrored) = mirrored {
+            check = VersionCheck::Mirrored;
+            if !mirrored.is_empty() {
+                if self.together && wallets.len() == 1 {
+                    script.push(claim_statement(backend, &mirrored), CLAIMED_WIDTH)?;
+                    (check, claims) = (VersionCheck::MirroredClaimed, mirrored.len());
+                } else if claim_holds(&self.txn, &mirrored).await?.len() != mirrored.len() {
+                    return Err(StoreError::Unavailable(
+                        "a hold taken from the mirror was no longer open".into(),
+                    ));
+                }
+            }
+        }
         let wallets_at = match wallet_chunks.first() {
             Some(first) => Some(script.push(
-                wallets_statement(backend, first, channel),
+                wallets_statement(backend, first, channel, check, claims),
                 wallet_write_width(announces(backend, channel)),
             )?),
             None => None,
@@ -289,11 +356,49 @@ impl Store {
         &self,
         wallets: &BTreeMap<&str, Vec<&Op>>,
     ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
-        let batch = Arc::new(Batch::new(
-            self.begin_ledger().await.map_err(|e| Failed::Before(e.into()))?,
-            wallets.len(),
-        ));
-        let applied = self.fill(&batch, wallets).await;
+        let (done, from_mirror) = self.run_wallets_once(wallets, true).await;
+        let outcome = match (&done, from_mirror) {
+            // What it took from the mirror was stale (or the database
+            // failed): again, reading (what it took is no longer there).
+            (Err(Failed::Before(e)), true) => {
+                tracing::debug!(error = %e, "a batch taken from the mirror failed; running it again, reading");
+                "stale"
+            }
+            (_, true) => "taken",
+            (_, false) => "read",
+        };
+        if self.mirror.is_some() {
+            metrics::counter!(crate::metrics::LEDGER_MIRROR, "outcome" => outcome).increment(1);
+        }
+        if outcome == "stale" {
+            return self.run_wallets_once(wallets, false).await.0;
+        }
+        done
+    }
+
+    /// [`Store::run_wallets`], from the mirror when `mirror` and it can;
+    /// whether it did.
+    async fn run_wallets_once(
+        &self,
+        wallets: &BTreeMap<&str, Vec<&Op>>,
+        mirror: bool,
+    ) -> (Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed>, bool) {
+        let batch = match self.begin_ledger().await {
+            Ok(txn) => Arc::new(Batch::new(txn, wallets.len())),
+            Err(e) => return (Err(Failed::Before(e.into())), false),
+        };
+        let applied = self.fill(&batch, wallets, mirror).await;
+        let from_mirror = batch.from_mirror.load(Ordering::Relaxed);
+        (self.finish_batch(batch, applied).await, from_mirror)
+    }
+
+    /// Commits a filled batch (unless it committed with its last
+    /// statement) or rolls it back; each wallet's answers.
+    async fn finish_batch(
+        &self,
+        batch: Arc<Batch>,
+        applied: StoreResult<Vec<Applied>>,
+    ) -> Result<Vec<std::vec::IntoIter<StoreResult<Done>>>, Failed> {
         let Ok(batch) = Arc::try_unwrap(batch) else {
             return Err(Failed::Before(StoreError::corrupt(
                 "a batch's transaction outlived its wallets",
@@ -310,8 +415,23 @@ impl Store {
                 return Err(Failed::Before(e));
             }
         };
+        // Kept before the connection goes back to the pool: the next batch
+        // finds it.
+        if let Some(mirror) = &self.mirror {
+            batch.keep_in(mirror);
+        }
         if stage != Stage::Committed {
-            batch.txn.commit().await.map_err(|e| Failed::Commit(e.into()))?;
+            let written = std::mem::take(&mut *batch.written.lock().unwrap_or_else(PoisonError::into_inner));
+            if let Err(e) = batch.txn.commit().await {
+                // It may not have landed: the mirror keeps none of it.
+                if let Some(mirror) = &self.mirror {
+                    mirror.forget(
+                        written.0.iter().map(|w| w.user_id.as_str()),
+                        written.1.iter().map(|h| h.id.as_str()),
+                    );
+                }
+                return Err(Failed::Commit(e.into()));
+            }
         }
         let mut out = Vec::with_capacity(applied.len());
         for a in applied {
@@ -326,32 +446,67 @@ impl Store {
     /// Everything of a batch but its commit: locks its wallets, claims the
     /// holds it resolves, applies each wallet's operations, writes what
     /// they changed and announces it (with the wallets' write).
-    async fn fill(&self, batch: &Arc<Batch>, wallets: &BTreeMap<&str, Vec<&Op>>) -> StoreResult<Vec<Applied>> {
+    async fn fill(
+        &self,
+        batch: &Arc<Batch>,
+        wallets: &BTreeMap<&str, Vec<&Op>>,
+        mirror: bool,
+    ) -> StoreResult<Vec<Applied>> {
         let now = self.change_time();
         let mut claims = Vec::new();
         let mut claiming = HashSet::new();
+        let mut twice = false;
         for op in wallets.values().flatten() {
-            if let Op::Resolve(r) = op
-                && claiming.insert((r.user_id.as_str(), r.hold_id.as_str()))
-            {
-                claims.push(r.claim(now));
+            if let Op::Resolve(r) = op {
+                if claiming.insert((r.user_id.as_str(), r.hold_id.as_str())) {
+                    claims.push(r.claim(now));
+                } else {
+                    twice = true;
+                }
             }
         }
-        let mut rows: BTreeMap<String, wallets::Model> = batch
-            .lock_and_claim(wallets.keys().copied(), claims)
-            .await?
-            .into_iter()
-            .map(|r| (r.user_id.clone(), r))
-            .collect();
+        let user_ids: Vec<&str> = wallets.keys().copied().collect();
+        // Not with a hold resolved twice: the second resolve reads it as
+        // the first left it (see `apply_resolve`), which a batch from the
+        // mirror only writes at its end.
+        let mirrored = match &self.mirror {
+            Some(m) if mirror && !twice => batch.take_mirrored(m, &user_ids, &claims),
+            Some(m) => {
+                // Out of it all the same: this batch changes them.
+                let _ = m.take(&user_ids, &claims);
+                None
+            }
+            None => None,
+        };
+        let locked = match mirrored {
+            Some(rows) => rows,
+            None => batch.lock_and_claim(user_ids, claims).await?,
+        };
+        let mut rows: BTreeMap<String, wallets::Model> = locked.into_iter().map(|r| (r.user_id.clone(), r)).collect();
+        if self.mirror.is_some() {
+            *batch.before.lock().unwrap_or_else(PoisonError::into_inner) =
+                rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
         let mut applied = Vec::with_capacity(wallets.len());
         for (user_id, ops) in wallets {
             let wallet = match rows.remove(*user_id) {
                 Some(row) => Some(self.locked_at(Txn::Shared(batch.clone()), row, now).await?),
                 None => None,
             };
-            applied.push(self.apply_ops(batch, wallet, user_id, ops).await?);
+            let a = self.apply_ops(batch, wallet, user_id, ops).await?;
+            // A wallet from the mirror answers only with a write, whose
+            // version check proves what it was taken at (see `mirror`):
+            // one that refused everything and wrote nothing is read again.
+            if a.change.is_none() && batch.from_mirror.load(Ordering::Relaxed) {
+                return Err(StoreError::Unavailable(format!(
+                    "the operations on `{user_id}`'s wallet as mirrored wrote nothing; reading it to answer them"
+                )));
+            }
+            applied.push(a);
         }
-        let entries = batch.flush(self.notify_channel.as_deref()).await?;
+        let entries = batch
+            .flush(self.notify_channel.as_deref(), self.mirror.is_some())
+            .await?;
         hand_out(entries, &mut applied)?;
         Ok(applied)
     }

@@ -23,6 +23,11 @@
 //! with the first of them and `COMMIT` with the last (see `txn`): two
 //! round trips to SQLite's connection thread, where a hold took five and a
 //! settle six (a larger batch's `BEGIN` goes with its first statement too).
+//! On a SQLite file a batch whose wallets and claimed holds this process
+//! last committed takes them from its mirror instead of locking and
+//! claiming them first, and its writes check what it took (see `mirror`):
+//! a batch of one wallet, every operation at concurrency 1, is then one
+//! round trip, `BEGIN` to `COMMIT`.
 //!
 //! An operation is answered only after the commit that holds it: a crash
 //! before then loses nothing that was acknowledged. A refusal (insufficient
@@ -36,6 +41,7 @@
 mod apply;
 mod batch;
 mod chunks;
+mod mirror;
 mod script;
 mod sets;
 #[cfg(test)]
@@ -58,6 +64,7 @@ use crate::model::{Resolution, UsageDetails};
 use crate::store::Store;
 
 pub(crate) use batch::Batch;
+pub(crate) use mirror::Mirror;
 pub(crate) use sets::{Claimed, HoldClaim, WalletWrite, claim_holds, insert_entries, write_wallets};
 #[cfg(feature = "test-support")]
 pub use testing::{BatchAnswer, BatchOp};

@@ -196,16 +196,42 @@ pub(crate) const fn wallet_write_width(announced: bool) -> usize {
 /// it (`<version> <user id>`, the version its lock gave it), by its row's
 /// `RETURNING`: other replicas hear of it when the transaction commits,
 /// and announcing costs no statement (nor round trip) of its own.
-pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite], channel: Option<&str>) -> Statement {
+/// How a [`wallets_statement`] checks each wallet's version before writing
+/// it: a wallet whose version is not the one checked fails the statement
+/// (its version cannot be null), and with it the batch, before it commits
+/// (on a SQLite file the commit goes with this statement, see `txn`, so a
+/// check of what it returns would come too late).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum VersionCheck {
+    /// The batch locked the wallet, which bumped its version to the
+    /// write's.
+    Locked,
+    /// The batch took the wallet from the mirror (see `mirror`), one
+    /// version before the write's, which the write sets.
+    Mirrored,
+    /// As [`VersionCheck::Mirrored`], and the statement just before this
+    /// one (in the same script) claimed as many holds as the value bound
+    /// after the rows' (each still open, see `mirror`).
+    MirroredClaimed,
+}
+
+pub(crate) fn wallets_statement(
+    backend: DbBackend,
+    writes: &[WalletWrite],
+    channel: Option<&str>,
+    check: VersionCheck,
+    claimed: usize,
+) -> Statement {
     let cycles = writes.iter().any(|w| w.cycle_changed);
     let columns = wallet_columns(cycles);
     let channel = channel.filter(|_| announces(backend, channel));
     let shape = Shape::Wallets {
         cycles,
         announced: channel.is_some(),
+        check,
     };
     let sql = text(shape, backend, writes.len(), || {
-        wallets_text(backend, writes.len(), cycles, channel.is_some())
+        wallets_text(backend, writes.len(), cycles, channel.is_some(), check)
     });
     let mut values: Vec<Value> = Vec::with_capacity(writes.len() * columns.len() + 1);
     for w in writes {
@@ -224,6 +250,9 @@ pub(crate) fn wallets_statement(backend: DbBackend, writes: &[WalletWrite], chan
             values.push(w.cycle_end.into());
         }
     }
+    if check == VersionCheck::MirroredClaimed {
+        values.push(i64::try_from(claimed).unwrap_or(i64::MAX).into());
+    }
     if let Some(channel) = channel {
         values.push(channel.into());
     }
@@ -240,7 +269,7 @@ fn wallet_columns(cycles: bool) -> &'static [&'static str] {
 }
 
 /// The text of a [`wallets_statement`] of `rows` wallets.
-fn wallets_text(backend: DbBackend, rows: usize, cycles: bool, announced: bool) -> String {
+fn wallets_text(backend: DbBackend, rows: usize, cycles: bool, announced: bool, check: VersionCheck) -> String {
     let columns = wallet_columns(cycles);
     let mut sql = values_of(backend, columns, rows);
     sql.push_str(
@@ -255,18 +284,26 @@ fn wallets_text(backend: DbBackend, rows: usize, cycles: bool, announced: bool) 
             ", monthly_allocation = v.monthly_allocation, cycle_start = v.cycle_start, cycle_end = v.cycle_end",
         );
     }
-    // A wallet no longer at the version its lock gave it fails the
-    // statement (its version cannot be null), and with it the batch,
-    // before it commits: on a SQLite file the commit goes with this
-    // statement (see `txn`), so a check of what it returns would come too
-    // late.
-    sql.push_str(
-        ", version = CASE WHEN wallets.version = v.version THEN wallets.version END \
-         FROM v WHERE wallets.user_id = v.user_id RETURNING wallets.user_id",
-    );
+    // See `VersionCheck`.
+    let mut next = rows * columns.len() + 1;
+    match check {
+        VersionCheck::Locked => {
+            sql.push_str(", version = CASE WHEN wallets.version = v.version THEN wallets.version END")
+        }
+        VersionCheck::Mirrored => {
+            sql.push_str(", version = CASE WHEN wallets.version = v.version - 1 THEN v.version END")
+        }
+        VersionCheck::MirroredClaimed => {
+            sql.push_str(", version = CASE WHEN wallets.version = v.version - 1 AND changes() = ");
+            sql.push_str(&placeholder(backend, next));
+            sql.push_str(" THEN v.version END");
+            next += 1;
+        }
+    }
+    sql.push_str(" FROM v WHERE wallets.user_id = v.user_id RETURNING wallets.user_id");
     if announced {
         sql.push_str(", pg_notify(");
-        sql.push_str(&placeholder(backend, rows * columns.len() + 1));
+        sql.push_str(&placeholder(backend, next));
         sql.push_str(", wallets.version::text || ' ' || wallets.user_id)::text AS announced");
     }
     sql
@@ -298,7 +335,7 @@ pub(crate) async fn write_wallets(txn: &LedgerTxn, writes: &[WalletWrite], chann
         return Ok(());
     }
     let backend = txn.get_database_backend();
-    let statement = wallets_statement(backend, writes, channel);
+    let statement = wallets_statement(backend, writes, channel, VersionCheck::Locked, 0);
     let mut script = Script::new(false);
     let at = script.push(statement, wallet_write_width(announces(backend, channel)))?;
     check_wallets(writes, &script.run(txn, false).await?.rows(at))
@@ -402,13 +439,25 @@ mod tests {
         let backend = store.backend();
 
         let txn = store.begin_ledger().await.expect("begin");
-        let stale = wallets_statement(backend, &[write("u1", before.version + 1, now)], None);
+        let stale = wallets_statement(
+            backend,
+            &[write("u1", before.version + 1, now)],
+            None,
+            VersionCheck::Locked,
+            0,
+        );
         assert!(txn.run(stale, true, true).await.is_err());
         let _ = txn.rollback().await;
         assert_eq!(store.wallet("u1").await.expect("wallet"), before);
 
         let txn = store.begin_ledger().await.expect("begin");
-        let current = wallets_statement(backend, &[write("u1", before.version, now)], None);
+        let current = wallets_statement(
+            backend,
+            &[write("u1", before.version, now)],
+            None,
+            VersionCheck::Locked,
+            0,
+        );
         let written = txn.run(current, true, true).await.expect("written").rows;
         assert_eq!(written.len(), 1);
         txn.commit().await.expect("commit");

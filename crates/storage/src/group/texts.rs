@@ -30,7 +30,11 @@ use crate::entities::{holds, journal_entries, wallets};
 pub(crate) enum Shape {
     Lock,
     Claim,
-    Wallets { cycles: bool, announced: bool },
+    Wallets {
+        cycles: bool,
+        announced: bool,
+        check: super::sets::VersionCheck,
+    },
     Holds,
     Entries,
 }
@@ -230,6 +234,7 @@ mod tests {
         let key = Shape::Wallets {
             cycles: true,
             announced: false,
+            check: super::super::sets::VersionCheck::Locked,
         };
         assert_eq!(texts.get(key, DbBackend::Sqlite, 3, || "first".into()), "first");
         assert_eq!(texts.get(key, DbBackend::Sqlite, 3, || "second".into()), "first");
