@@ -125,7 +125,10 @@ impl AiService {
         let service = self.clone();
         let user = user_id.to_owned();
         let req = req.clone();
-        let task = tokio::spawn(async move { service.open_stream(user, &req, p, key, &cancel).await });
+        // Boxed for the reason given in `run`.
+        let task = tokio::spawn(Box::pin(async move {
+            service.open_stream(user, &req, p, key, &cancel).await
+        }));
         let opened = task
             .await
             .map_err(|e| AiError::Internal(format!("an AI stream's task ended abnormally: {e}")))??;
