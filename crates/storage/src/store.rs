@@ -187,8 +187,11 @@ impl Store {
         let ledger_sqlite = (db.get_database_backend() == DbBackend::Sqlite
             && !crate::checkpoint::in_memory(&options.url))
         .then(|| db.get_sqlite_connection_pool().clone());
+        let group = Arc::new(GroupCommit::new(ledger_writers));
         let checkpoints = match db.get_database_backend() {
-            DbBackend::Sqlite => Checkpoints::start(&options.url, options.connect_timeout, db.clone()).await?,
+            DbBackend::Sqlite => {
+                Checkpoints::start(&options.url, options.connect_timeout, db.clone(), group.counts()).await?
+            }
             _ => None,
         };
         Ok(Store {
@@ -201,7 +204,7 @@ impl Store {
             alert_defaults: Arc::new(options.alert_thresholds.clone()),
             cache,
             listener: None,
-            group: Some(Arc::new(GroupCommit::new(ledger_writers))),
+            group: Some(group),
             ledger_writers,
             writers_db,
             mirror: ledger_sqlite
@@ -256,7 +259,8 @@ impl Store {
     /// Gives this (changed) copy of the store writers of its own, which
     /// publish to its listener and write its webhooks.
     pub(crate) fn new_writers(&mut self) {
-        self.group = Some(Arc::new(GroupCommit::new(self.ledger_writers)));
+        let counts = self.group.as_ref().map(|g| g.counts()).unwrap_or_default();
+        self.group = Some(Arc::new(GroupCommit::counting_in(self.ledger_writers, counts)));
     }
 
     pub fn backend(&self) -> DbBackend {

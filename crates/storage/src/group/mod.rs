@@ -148,6 +148,11 @@ impl Drop for Busy<'_> {
 }
 
 impl Counts {
+    /// Operations taken into batches and the batches they made, so far.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        (self.ops.load(Ordering::Relaxed), self.batches.load(Ordering::Relaxed))
+    }
+
     /// A commit of `ops` operations.
     fn record(&self, ops: usize) {
         self.batches.fetch_add(1, Ordering::Relaxed);
@@ -169,12 +174,23 @@ impl GroupCommit {
     /// `writers` tasks (started on first use); none: every operation runs
     /// in its own transaction.
     pub(crate) fn new(writers: usize) -> Self {
+        Self::counting_in(writers, Arc::default())
+    }
+
+    /// As [`GroupCommit::new`], counting in `counts` (shared by every copy
+    /// of a store, which the checkpoints read: see `checkpoint`).
+    pub(crate) fn counting_in(writers: usize, counts: Arc<Counts>) -> Self {
         GroupCommit {
             in_flight: AtomicUsize::new(0),
             shards: (0..writers).map(|_| Mutex::new(None)).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
-            counts: Arc::new(Counts::default()),
+            counts,
         }
+    }
+
+    /// What its writers have done so far.
+    pub(crate) fn counts(&self) -> Arc<Counts> {
+        Arc::clone(&self.counts)
     }
 
     fn shard_of(&self, user_id: &str) -> usize {
