@@ -267,12 +267,7 @@ impl Store {
     /// Operations taken into batches and the batches they made, since the
     /// store was connected.
     pub fn group_commit_counts(&self) -> (u64, u64) {
-        self.group.as_ref().map_or((0, 0), |g| {
-            (
-                g.counts.ops.load(Ordering::Relaxed),
-                g.counts.batches.load(Ordering::Relaxed),
-            )
-        })
+        self.group.as_ref().map_or((0, 0), |g| g.counts.totals())
     }
 
     /// This store as its writers use it: without writers of its own, on
