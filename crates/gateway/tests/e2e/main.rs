@@ -5,8 +5,10 @@
 //! Needs the plugin libraries built first (see crates/plugin-host/tests/common).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../plugin-host/tests/common/mod.rs"]
+#[path = "../../../plugin-host/tests/common/mod.rs"]
 mod common;
+mod mocks;
+mod streams;
 
 use std::time::Duration;
 
@@ -21,11 +23,7 @@ use tokio::net::TcpListener;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/providers");
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{FIX}/{name}")).unwrap()
-}
+use mocks::{anthropic_mock, fixture, openai_mock};
 
 const TEXT: &str = "The capital of France is Paris.";
 
@@ -50,158 +48,6 @@ fn anthropic_request() -> ChatRequest {
         model: "claude-sonnet-4-6".into(),
         ..openai_request(false)
     }
-}
-
-fn json(status: u16, body: String) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_raw(body, "application/json")
-}
-
-fn sse(body: String) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_raw(body, "text/event-stream")
-}
-
-async fn openai_mock() -> MockServer {
-    let server = MockServer::start().await;
-    let chat = || Mock::given(method("POST")).and(path("/v1/chat/completions"));
-    let bearer = |k: &str| header("authorization", format!("Bearer {k}").as_str());
-    chat()
-        .and(bearer("sk-good"))
-        .and(body_partial_json(serde_json::json!({"stream": false})))
-        .respond_with(json(200, fixture("openai/chat-response.json")))
-        .mount(&server)
-        .await;
-    chat()
-        .and(bearer("sk-good"))
-        .and(body_partial_json(serde_json::json!({"stream": true})))
-        .respond_with(sse(fixture("openai/chat-stream.sse")))
-        .mount(&server)
-        .await;
-    chat()
-        .and(bearer("creditgate-gateway"))
-        .respond_with(json(200, fixture("openai/chat-response.json")))
-        .mount(&server)
-        .await;
-    chat()
-        .and(bearer("sk-bad"))
-        .respond_with(json(401, fixture("openai/error-401.json")))
-        .mount(&server)
-        .await;
-    chat()
-        .and(bearer("sk-busy"))
-        .respond_with(json(429, fixture("openai/error-429.json")).insert_header("retry-after", "1"))
-        .mount(&server)
-        .await;
-    chat()
-        .and(bearer("sk-broke"))
-        .respond_with(json(429, fixture("openai/error-429-insufficient-quota.json")))
-        .mount(&server)
-        .await;
-    chat()
-        .and(bearer("sk-long"))
-        .respond_with(json(400, fixture("openai/error-400-context-length.json")))
-        .mount(&server)
-        .await;
-    chat()
-        .and(bearer("sk-500"))
-        .respond_with(json(500, fixture("openai/error-500.json")))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/models"))
-        .and(bearer("sk-good"))
-        .respond_with(json(200, fixture("openai/models-list.json")))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/models"))
-        .and(bearer("sk-bad"))
-        .respond_with(json(401, fixture("openai/error-401.json")))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/slow/v1/chat/completions"))
-        .respond_with(json(200, fixture("openai/chat-response.json")).set_delay(Duration::from_secs(5)))
-        .mount(&server)
-        .await;
-    server
-}
-
-/// The recorded stream with the cache-hit fixture's cache read (2,051) in
-/// `message_start` and in the cumulative `message_delta`.
-fn anthropic_cache_stream() -> String {
-    let recorded = fixture("anthropic/messages-stream.sse");
-    let zero = r#""cache_read_input_tokens":0"#;
-    assert_eq!(recorded.matches(zero).count(), 2);
-    recorded.replace(zero, r#""cache_read_input_tokens":2051"#)
-}
-
-async fn anthropic_mock() -> MockServer {
-    let server = MockServer::start().await;
-    let messages = || {
-        Mock::given(method("POST"))
-            .and(path("/v1/messages"))
-            .and(header("anthropic-version", "2026-10-21"))
-    };
-    messages()
-        .and(header("x-api-key", "ant-good"))
-        .and(body_partial_json(serde_json::json!({"stream": true})))
-        .respond_with(sse(fixture("anthropic/messages-stream.sse")))
-        .mount(&server)
-        .await;
-    messages()
-        .and(header("x-api-key", "ant-good"))
-        .respond_with(json(200, fixture("anthropic/messages-response.json")))
-        .mount(&server)
-        .await;
-    messages()
-        .and(header("x-api-key", "ant-cache"))
-        .and(body_partial_json(serde_json::json!({"stream": true})))
-        .respond_with(sse(anthropic_cache_stream()))
-        .mount(&server)
-        .await;
-    messages()
-        .and(header("x-api-key", "ant-cache"))
-        .respond_with(json(200, fixture("anthropic/messages-response-cache-hit.json")))
-        .mount(&server)
-        .await;
-    messages()
-        .and(header("x-api-key", "ant-bad"))
-        .respond_with(json(401, fixture("anthropic/error-401.json")))
-        .mount(&server)
-        .await;
-    messages()
-        .and(header("x-api-key", "ant-busy"))
-        .respond_with(json(429, fixture("anthropic/error-429.json")).insert_header("retry-after", "14"))
-        .mount(&server)
-        .await;
-    messages()
-        .and(header("x-api-key", "ant-overloaded"))
-        .respond_with(json(529, fixture("anthropic/error-529.json")))
-        .mount(&server)
-        .await;
-    messages()
-        .and(header("x-api-key", "ant-midstream"))
-        .respond_with(sse(fixture("anthropic/messages-stream-error.sse")))
-        .mount(&server)
-        .await;
-    messages()
-        .and(header("x-api-key", "ant-long"))
-        .respond_with(json(400, fixture("anthropic/error-400-context-length.json")))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/models"))
-        .and(header("x-api-key", "ant-good"))
-        .respond_with(json(200, fixture("anthropic/models-list.json")))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/models"))
-        .and(header("x-api-key", "ant-bad"))
-        .respond_with(json(401, fixture("anthropic/error-401.json")))
-        .mount(&server)
-        .await;
-    server
 }
 
 struct Setup {
@@ -626,140 +472,6 @@ async fn the_demo_provider_answers_and_streams_offline() {
     assert!(error.is_none());
     assert_eq!(text, answer.text);
     assert!(matches!(finished, Some(StreamEvent::Finished { usage, .. }) if usage == answer.usage));
-}
-
-/// A raw HTTP/1.1 server for one connection: reads the request, writes
-/// `head` and `events`, then either closes abruptly (`hold == false`) or
-/// holds the connection open and reports when the client closes it.
-async fn raw_sse_server(events: String, hold: bool) -> (String, tokio::sync::oneshot::Receiver<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = socket.read(&mut buf).await.unwrap();
-            request.extend_from_slice(&buf[..n]);
-            if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map(|v| v.trim().parse().unwrap())
-                    .unwrap_or(0);
-                if request.len() >= end + 4 + len {
-                    break;
-                }
-            }
-            if n == 0 {
-                return;
-            }
-        }
-        let chunk = format!("{:x}\r\n{events}\r\n", events.len());
-        let response =
-            format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{chunk}");
-        socket.write_all(response.as_bytes()).await.unwrap();
-        socket.flush().await.unwrap();
-        if hold {
-            // Wait until the client drops the connection.
-            while let Ok(n) = socket.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-            let _ = closed_tx.send(());
-        } else {
-            // Cut off: close without the terminating chunk.
-            drop(socket);
-            let _ = closed_tx.send(());
-        }
-    });
-    (format!("http://{addr}/v1"), closed_rx)
-}
-
-fn first_openai_events(n: usize) -> String {
-    fixture("openai/chat-stream.sse")
-        .split("\n\n")
-        .take(n)
-        .map(|e| format!("{e}\n\n"))
-        .collect()
-}
-
-#[tokio::test]
-async fn a_stream_cut_off_midway_reports_an_error_and_keeps_what_was_seen() {
-    let (base, _closed) = raw_sse_server(first_openai_events(4), false).await;
-    let s = setup_with(|c| {
-        c.providers.insert("cut".into(), provider("openai", base));
-    })
-    .await;
-    let stream = s
-        .gateway
-        .chat_stream("cut", openai_request(true), user("sk-good"))
-        .await
-        .unwrap();
-    let meter = stream.meter();
-    let (text, finished, error) = collect(stream).await;
-    assert_eq!(text, "The capital of");
-    assert!(finished.is_none());
-    let error = error.unwrap();
-    assert!(matches!(error, ProviderError::StreamInterrupted { .. }), "{error}");
-    assert_eq!(error.kind(), ErrorKind::Unavailable);
-    let snap = meter.snapshot();
-    assert_eq!(snap.text, "The capital of");
-    assert_eq!(snap.usage(), None);
-    assert!(!snap.finished);
-    assert!(snap.error.is_some());
-}
-
-#[tokio::test]
-async fn dropping_a_stream_drops_the_upstream_connection() {
-    let (base, closed) = raw_sse_server(first_openai_events(3), true).await;
-    let s = setup_with(|c| {
-        c.providers.insert("held".into(), provider("openai", base));
-    })
-    .await;
-    let mut stream = s
-        .gateway
-        .chat_stream("held", openai_request(true), user("sk-good"))
-        .await
-        .unwrap();
-    let meter = stream.meter();
-    let first = stream.next().await.unwrap().unwrap();
-    assert_eq!(first, StreamEvent::TextDelta("The".into()));
-    drop(stream);
-    // The server sees the connection closed (a generous guard, not a timing
-    // assertion: without cancellation this would hang until it fails).
-    tokio::time::timeout(Duration::from_secs(20), closed)
-        .await
-        .expect("the upstream connection was not closed")
-        .unwrap();
-    assert_eq!(meter.snapshot().text, "The capital");
-}
-
-#[tokio::test]
-async fn a_silent_stream_hits_the_idle_timeout() {
-    let (base, _closed) = raw_sse_server(first_openai_events(2), true).await;
-    let s = setup_with(|c| {
-        c.providers.insert(
-            "silent".into(),
-            ProviderConfig {
-                stream_idle_timeout_ms: Some(300),
-                ..provider("openai", base)
-            },
-        );
-    })
-    .await;
-    let stream = s
-        .gateway
-        .chat_stream("silent", openai_request(true), user("sk-good"))
-        .await
-        .unwrap();
-    let (text, finished, error) = collect(stream).await;
-    assert_eq!(text, "The");
-    assert!(finished.is_none());
-    assert!(matches!(error, Some(ProviderError::Timeout { .. })), "{error:?}");
 }
 
 #[tokio::test]
