@@ -301,5 +301,6 @@ impl Drop for Replica {
     }
 }
 
+pub mod logs;
 pub mod openai;
 pub mod ws;
