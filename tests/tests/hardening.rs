@@ -480,17 +480,27 @@ on_both_databases!(
     internal_is_a_server_failure_and_says_nothing,
 );
 
+/// The Rust sources under `dir`, its folders' too (a test binary split by
+/// concern is a folder).
+fn sources_under(dir: &std::path::Path) -> String {
+    let mut sources = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources.push_str(&sources_under(&path));
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            sources.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    sources
+}
+
 /// Every code the API can return is asserted by some end-to-end test (this
-/// file's folder), and INTERNAL only as above or as what must not happen.
+/// file's folder and the folders in it), and INTERNAL only as above or as
+/// what must not happen.
 #[test]
 fn every_error_code_is_reached_by_a_test() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let sources: String = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let sources = sources_under(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests"));
     for code in creditgate_graphql::Code::ALL {
         // As an expected value: `"CODE"` in an assertion or a table of cases.
         let quoted = format!("\"{}\"", code.as_str());
