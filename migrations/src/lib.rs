@@ -17,6 +17,9 @@ mod m20261207_000001_wallet_alerts;
 mod m20261208_000001_partial_idempotency;
 mod m20261209_000001_open_hold_indexes;
 mod m20261210_000001_ledger_user_checks;
+mod m20261211_000001_open_hold_status;
+
+pub use m20261211_000001_open_hold_status::OPEN_STATUS;
 
 pub struct Migrator;
 
@@ -38,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000001_partial_idempotency::Migration),
             Box::new(m20261209_000001_open_hold_indexes::Migration),
             Box::new(m20261210_000001_ledger_user_checks::Migration),
+            Box::new(m20261211_000001_open_hold_status::Migration),
         ]
     }
 }

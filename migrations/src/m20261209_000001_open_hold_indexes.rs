@@ -10,8 +10,11 @@
 //! pages that stay in cache, and resolving a hold only takes its entry out.
 //!
 //! A query uses these indexes only when its condition visibly implies
-//! theirs: the store writes `status = 'open'` as a literal, not a bound
-//! parameter (see `creditgate_storage::holds::is_open`).
+//! theirs: the store writes its open status as a literal, not a bound
+//! parameter (see `creditgate_storage::holds::is_open`). This migration
+//! wrote the wrong one (`'open'`; the store writes `'OPEN'`), so the
+//! indexes it made were always empty and never used:
+//! `m20261211_000001_open_hold_status` makes them again for `'OPEN'`.
 //!
 //! Rebuilding an index scans its table: on a large holds table this
 //! migration takes as long as that scan, once.
@@ -31,7 +34,7 @@ enum Holds {
 
 /// An index of holds: its name, its columns, and whether it keeps only the
 /// open holds.
-struct HoldIndex {
+pub(crate) struct HoldIndex {
     name: &'static str,
     columns: &'static [Holds],
     open_only: bool,
@@ -52,7 +55,7 @@ const EVERY_HOLD: [HoldIndex; 2] = [
 ];
 
 /// The indexes after it: the open holds only.
-const OPEN_HOLDS: [HoldIndex; 2] = [
+pub(crate) const OPEN_HOLDS: [HoldIndex; 2] = [
     HoldIndex {
         name: "holds_open_deadline",
         columns: &[Holds::Deadline],
@@ -65,11 +68,18 @@ const OPEN_HOLDS: [HoldIndex; 2] = [
     },
 ];
 
-/// The open status, as the store writes it.
-const OPEN: &str = "open";
+/// The open status as this migration wrote it (not as the store does: see
+/// the module's documentation).
+pub(crate) const OPEN: &str = "open";
 
-/// Drops the indexes `from` and makes the indexes `to`.
-async fn replace(manager: &SchemaManager<'_>, from: &[HoldIndex], to: &[HoldIndex]) -> Result<(), DbErr> {
+/// Drops the indexes `from` and makes the indexes `to`, those of open holds
+/// only for `status = open`.
+pub(crate) async fn replace(
+    manager: &SchemaManager<'_>,
+    from: &[HoldIndex],
+    to: &[HoldIndex],
+    open: &str,
+) -> Result<(), DbErr> {
     for index in from {
         manager
             .drop_index(Index::drop().name(index.name).table(Holds::Table).to_owned())
@@ -82,7 +92,7 @@ async fn replace(manager: &SchemaManager<'_>, from: &[HoldIndex], to: &[HoldInde
             create.col(column);
         }
         if index.open_only {
-            create.and_where(Expr::col(Holds::Status).eq(OPEN));
+            create.and_where(Expr::col(Holds::Status).eq(open));
         }
         manager.create_index(create.to_owned()).await?;
     }
@@ -92,10 +102,10 @@ async fn replace(manager: &SchemaManager<'_>, from: &[HoldIndex], to: &[HoldInde
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        replace(manager, &EVERY_HOLD, &OPEN_HOLDS).await
+        replace(manager, &EVERY_HOLD, &OPEN_HOLDS, OPEN).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        replace(manager, &OPEN_HOLDS, &EVERY_HOLD).await
+        replace(manager, &OPEN_HOLDS, &EVERY_HOLD, OPEN).await
     }
 }

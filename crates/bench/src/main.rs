@@ -136,6 +136,10 @@ async fn main() -> Result<()> {
             ops as f64 / batches as f64
         );
     }
+    let (taken, stale) = store.ledger_mirror_counts();
+    if taken > 0 {
+        println!("mirror: {taken} batches took their wallets and holds from it, {stale} of them found stale");
+    }
     Ok(())
 }
 

@@ -224,7 +224,10 @@ pub(crate) async fn listen(settings: ListenSettings, store: Store, fanout: Arc<F
                             break;
                         }
                         Next::Notification(Ok(Some(n))) => match parse_payload(n.payload()) {
-                            Some(Payload::Change { version, user_id }) => fanout.notified(user_id, version),
+                            Some(Payload::Change { version, user_id }) => {
+                                store.wallet_changed(user_id, version);
+                                fanout.notified(user_id, version);
+                            }
                             Some(Payload::Forget { what, user_id }) => store.forget_cached(what, user_id),
                             Some(Payload::Heartbeat { token: t, seq }) => {
                                 if t == token {

@@ -512,3 +512,70 @@ impl Resolve {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use creditgate_domain::{ManualClock, PlanCatalog};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    use super::*;
+    use crate::testing::{Backend, TestDb, member};
+
+    /// The open holds' indexes keep the holds whose status is the one the
+    /// store writes for an open hold, so a query of open holds (whose
+    /// condition is [`open_condition`]) can use them: on SQLite, a user's
+    /// open holds are read from `holds_open_user`, not from every hold.
+    async fn the_open_holds_indexes_are_the_stores(backend: Backend) {
+        assert_eq!(HoldStatus::Open.as_str(), creditgate_migrations::OPEN_STATUS);
+        let db = TestDb::new(backend).await.expect("database");
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let store = db.store(clock, PlanCatalog::shipped()).await.expect("store");
+        store.ensure_user(&member("ana", "org")).await.expect("user");
+        let (sql, plan_sql) = match store.backend() {
+            DbBackend::Sqlite => (
+                "SELECT sql AS d FROM sqlite_master WHERE name IN ('holds_open_deadline', 'holds_open_user')",
+                format!(
+                    "EXPLAIN QUERY PLAN SELECT id FROM holds WHERE user_id = 'ana' AND {}",
+                    open_condition()
+                ),
+            ),
+            _ => (
+                "SELECT indexdef AS d FROM pg_indexes WHERE indexname IN ('holds_open_deadline', 'holds_open_user')",
+                String::new(),
+            ),
+        };
+        let rows = store
+            .db
+            .query_all_raw(Statement::from_string(store.backend(), sql))
+            .await
+            .expect("definitions");
+        assert_eq!(rows.len(), 2);
+        let open = format!("'{}'", HoldStatus::Open.as_str());
+        for row in rows {
+            let d: String = row.try_get("", "d").expect("definition");
+            assert!(d.contains(&open), "{d}");
+        }
+        if plan_sql.is_empty() {
+            return;
+        }
+        let plan = store
+            .db
+            .query_all_raw(Statement::from_string(store.backend(), plan_sql))
+            .await
+            .expect("plan");
+        let details: Vec<String> = plan.iter().map(|r| r.try_get("", "detail").expect("detail")).collect();
+        assert!(details.iter().any(|d| d.contains("holds_open_user")), "{details:?}");
+    }
+
+    #[tokio::test]
+    async fn sqlite_the_open_holds_indexes_are_the_stores() {
+        the_open_holds_indexes_are_the_stores(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_the_open_holds_indexes_are_the_stores() {
+        the_open_holds_indexes_are_the_stores(Backend::Postgres).await;
+    }
+}

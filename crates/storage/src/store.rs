@@ -90,8 +90,9 @@ pub struct Store {
     /// A SQLite file's pool (its one connection), on which the ledger's
     /// batches run their own transactions (see [`crate::group`]'s `txn`).
     ledger_sqlite: Option<sea_orm::sqlx::SqlitePool>,
-    /// A SQLite file's wallets and open holds as its ledger last committed
-    /// them (see [`crate::group`]'s `mirror`).
+    /// The wallets and open holds as this process's ledger last committed
+    /// them, on a SQLite file or PostgreSQL (see [`crate::group`]'s
+    /// `mirror`).
     pub(crate) mirror: Option<Arc<crate::group::Mirror>>,
     /// SQLite's checkpoints, run off the request path while a copy of the
     /// store lives (see [`crate::checkpoint`]); held only to be dropped.
@@ -187,6 +188,14 @@ impl Store {
         let ledger_sqlite = (db.get_database_backend() == DbBackend::Sqlite
             && !crate::checkpoint::in_memory(&options.url))
         .then(|| db.get_sqlite_connection_pool().clone());
+        // On PostgreSQL, off until this replica hears the others (see
+        // `set_shared_caching`).
+        let mirror = match db.get_database_backend() {
+            DbBackend::Postgres => Some(Arc::new(crate::group::Mirror::new(false))),
+            _ => ledger_sqlite
+                .as_ref()
+                .map(|_| Arc::new(crate::group::Mirror::new(true))),
+        };
         let group = Arc::new(GroupCommit::new(ledger_writers));
         let checkpoints = match db.get_database_backend() {
             DbBackend::Sqlite => {
@@ -207,9 +216,7 @@ impl Store {
             group: Some(group),
             ledger_writers,
             writers_db,
-            mirror: ledger_sqlite
-                .as_ref()
-                .map(|_| Arc::new(crate::group::Mirror::default())),
+            mirror,
             ledger_sqlite,
             _checkpoints: checkpoints,
         })
@@ -219,6 +226,9 @@ impl Store {
     pub(crate) async fn begin_ledger(&self) -> Result<crate::group::LedgerTxn, sea_orm::DbErr> {
         match &self.ledger_sqlite {
             Some(pool) => crate::group::LedgerTxn::sqlite(pool).await,
+            None if self.db.get_database_backend() == DbBackend::Postgres => {
+                crate::group::LedgerTxn::postgres(self.db.get_postgres_connection_pool()).await
+            }
             None => Ok(self.db.begin().await?.into()),
         }
     }
@@ -241,6 +251,20 @@ impl Store {
     pub fn set_shared_caching(&self, on: bool) {
         if self.backend() == DbBackend::Postgres {
             self.cache.set_on(on);
+            // The ledger's mirror too (see `group`'s `mirror`).
+            if let Some(mirror) = &self.mirror {
+                mirror.set_on(on);
+            }
+        }
+    }
+
+    /// A wallet change announced (`<version> <user_id>`, by another replica
+    /// or this one): the ledger's mirror drops what it kept of the wallet
+    /// if older, so that the next batch of it reads it (see `group`'s
+    /// `mirror`).
+    pub fn wallet_changed(&self, user_id: &str, version: i64) {
+        if let Some(mirror) = &self.mirror {
+            mirror.forget_before(user_id, version);
         }
     }
 
@@ -333,8 +357,8 @@ impl Store {
         user_id: &str,
         only_if_cycle_ended: bool,
     ) -> StoreResult<Option<LockedWallet>> {
-        // Changed outside the ledger's batches: the mirror (SQLite) no
-        // longer has it (see `group`'s `mirror`).
+        // Changed outside the ledger's batches: the mirror no longer has
+        // it (see `group`'s `mirror`).
         if let Some(mirror) = &self.mirror {
             mirror.forget(std::iter::once(user_id), std::iter::empty());
         }

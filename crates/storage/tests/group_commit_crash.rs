@@ -38,6 +38,10 @@ async fn crash_worker() {
     )
     .await
     .unwrap();
+    // As a PostgreSQL replica runs while it hears the others: its ledger
+    // takes the wallets and holds it last committed from its mirror (a
+    // batch is then one statement, its own transaction). SQLite's is on.
+    store.set_shared_caching(true);
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let say = move |line: String| {
         let mut out = out.lock().unwrap();

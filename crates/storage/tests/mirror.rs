@@ -1,8 +1,10 @@
-//! The ledger's mirror (SQLite keeps the wallets and open holds it last
+//! The ledger's mirror (a process keeps the wallets and open holds it last
 //! committed, and takes them from there instead of reading them): a change
 //! made behind its back, by another process on the same database, is
 //! never answered from what it kept. Two stores on one database stand for
-//! two processes; on PostgreSQL (no mirror) the same answers hold.
+//! two processes (on PostgreSQL, two replicas with their mirrors on, as
+//! while they listen, but deaf here: each one's version checks alone
+//! catch the other's writes).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -21,6 +23,8 @@ async fn two(backend: Backend, user: &str, credits: &str) -> (TestDb, Store, Sto
     let clock = Arc::new(ManualClock::new(at("2026-12-07T10:00:00Z")));
     let a = db.store(clock.clone(), PlanCatalog::shipped()).await.expect("store a");
     let b = db.store(clock, PlanCatalog::shipped()).await.expect("store b");
+    a.set_shared_caching(true);
+    b.set_shared_caching(true);
     a.ensure_user(&member(user, "org")).await.expect("user");
     grant(&a, user, credits).await;
     (db, a, b)
@@ -61,7 +65,7 @@ async fn spend(store: &Store, user: &str, credits: &str) {
 
 async fn a_wallet_changed_elsewhere_is_read_again(backend: Backend) {
     let (_db, a, b) = two(backend, "ana", "10").await;
-    // `a` has written the wallet (and on SQLite keeps it as it left it).
+    // `a` has written the wallet (and keeps it as it left it).
     spend(&a, "ana", "4").await;
     // Another process grants 50: `a`'s own view would have 106.
     grant(&b, "ana", "50").await;
@@ -78,6 +82,9 @@ async fn a_wallet_changed_elsewhere_is_read_again(backend: Backend) {
         other => panic!("1 credit left: refused, not {other:?}"),
     }
     spend(&a, "ana", "1").await;
+    // What `a` kept was taken, and found stale after each of `b`'s writes.
+    let (taken, stale) = a.ledger_mirror_counts();
+    assert!(taken > stale && stale >= 2, "taken {taken}, stale {stale}");
     assert_eq!(a.wallet("ana").await.expect("wallet").total(), Credits::ZERO);
     assert_books_balance(&a, "ana").await;
     assert_books_balance(&b, "ana").await;
@@ -142,6 +149,8 @@ async fn kept_and_changed_wallets_interleaved(backend: Backend) {
     assert_eq!(di.total(), cr("811"));
     assert_books_balance(&a, "cy").await;
     assert_books_balance(&a, "di").await;
+    let (taken, stale) = a.ledger_mirror_counts();
+    assert!(taken > 40 && stale > 0, "taken {taken}, stale {stale}");
 }
 
 #[tokio::test]

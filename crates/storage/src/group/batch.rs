@@ -5,14 +5,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sea_orm::{ConnectionTrait, FromQueryResult, Iterable};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Iterable};
 
 use super::apply::Applied;
 use super::chunks::{chunked, chunked_owned, model_bytes};
+use super::pg::{Writes, write_statements, written};
 use super::script::Script;
 use super::sets::{
     CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, VersionCheck, WalletWrite, announces, check_wallets, claim_holds,
-    claim_statement, claimed, insert_entries, numbered_entries, wallet_write_width, wallets_statement, write_wallets,
+    claim_statement, claimed, insert_entries, number_entries, numbered_entries, wallet_write_width, wallets_statement,
+    write_wallets,
 };
 use super::texts::{entries_statement, holds_statement, lock_statement};
 use super::txn::{LedgerTxn, Stage};
@@ -200,6 +202,9 @@ impl Batch {
             *self.written.lock().unwrap_or_else(PoisonError::into_inner) = (wallets.clone(), holds.clone());
         }
         let mirrored = self.mirrored.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if backend == DbBackend::Postgres {
+            return self.flush_postgres(channel, &wallets, &holds, rows, mirrored).await;
+        }
         // Large batches write each kind of rows in several statements (see
         // `chunks`): the first of each sent together, the others after.
         let wallet_chunks = chunked(backend, &wallets, WalletWrite::bytes);
@@ -265,6 +270,53 @@ impl Batch {
             entries.extend(insert_entries(&self.txn, chunk).await?);
         }
         Ok(entries)
+    }
+}
+
+impl Batch {
+    /// [`Batch::flush`] on PostgreSQL: one statement (see `pg`), which
+    /// commits the batch when it is its first (see [`LedgerTxn::run`]), or
+    /// several (a large batch's), each checked before the batch commits.
+    async fn flush_postgres(
+        &self,
+        channel: Option<&str>,
+        wallets: &[WalletWrite],
+        holds: &[holds::Model],
+        entries: Vec<journal_entries::Model>,
+        mirrored: Option<Vec<HoldClaim>>,
+    ) -> StoreResult<Vec<Entry>> {
+        let claims = mirrored.as_deref().unwrap_or_default();
+        if wallets.is_empty() && holds.is_empty() && entries.is_empty() && claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statements = write_statements(&Writes {
+            claims,
+            mirrored: mirrored.is_some(),
+            wallets,
+            holds,
+            entries: &entries,
+            channel,
+        })?;
+        let one = statements.len() == 1;
+        let mut numbered = Vec::with_capacity(entries.len());
+        for s in statements {
+            let sent = self.txn.run(s.statement, true, one).await?;
+            let written = written(&sent.rows)?;
+            if written.wallets != s.wallets {
+                return Err(StoreError::corrupt(format!(
+                    "{} of a batch's {} wallets changed under their locks",
+                    s.wallets.saturating_sub(written.wallets),
+                    s.wallets
+                )));
+            }
+            if mirrored.is_some() && written.claimed != s.claims {
+                return Err(StoreError::Unavailable(
+                    "a hold taken from the mirror was no longer open".into(),
+                ));
+            }
+            numbered.extend(written.entries);
+        }
+        number_entries(entries, numbered)
     }
 }
 
@@ -367,8 +419,11 @@ impl Store {
             (_, true) => "taken",
             (_, false) => "read",
         };
-        if self.mirror.is_some() {
+        if let Some(mirror) = &self.mirror {
             metrics::counter!(crate::metrics::LEDGER_MIRROR, "outcome" => outcome).increment(1);
+            if from_mirror {
+                mirror.count(outcome == "stale");
+            }
         }
         if outcome == "stale" {
             return self.run_wallets_once(wallets, false).await.0;

@@ -20,7 +20,7 @@ use super::sets::{HoldClaim, WalletWrite};
 /// Bytes of values a statement sends at most, as estimated by
 /// [`value_bytes`]: under one TLS record with room for the message's
 /// framing and what the estimate leaves out.
-const MAX_VALUE_BYTES: usize = 12 * 1024;
+pub(crate) const MAX_VALUE_BYTES: usize = 12 * 1024;
 
 /// `rows` in consecutive chunks, each (but a row larger than the limit by
 /// itself) of at most [`MAX_VALUE_BYTES`] as `bytes` estimates each row;

@@ -14,6 +14,14 @@
 //! hold still open. A refusal fails the batch before it commits, and it
 //! runs again as any batch does, reading: what it took is no longer here.
 //!
+//! On PostgreSQL (where replicas share the database) the same checks make
+//! it safe, and it is kept only while this replica hears the others'
+//! announcements (see `Store::set_shared_caching`): a wallet another
+//! replica wrote is dropped when its announcement arrives (see
+//! `Store::wallet_changed`), so that its next batch reads it rather than
+//! fails. One announced in the moment between a batch's take and its
+//! write is caught by the write's checks, as on SQLite.
+//!
 //! A batch takes its wallets and holds out whether it uses them or not,
 //! and only what it committed comes back (a wallet only at a version
 //! newer than the one here): a batch that fails leaves nothing stale.
@@ -21,6 +29,7 @@
 //! simply not kept, and the next batch of it reads.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::sets::{Claimed, HoldClaim, WalletWrite};
@@ -39,8 +48,15 @@ struct Rows {
 }
 
 /// See the module's documentation.
-#[derive(Default)]
-pub(crate) struct Mirror(Mutex<Rows>);
+pub(crate) struct Mirror {
+    rows: Mutex<Rows>,
+    /// Kept and taken from only while on.
+    on: AtomicBool,
+    /// Batches that took their rows from it, and those whose writes then
+    /// found them stale.
+    taken: AtomicU64,
+    stale: AtomicU64,
+}
 
 /// What a batch took from the [`Mirror`]: its wallets as last committed
 /// and the holds it claims, each as placed.
@@ -50,11 +66,45 @@ pub(crate) struct Taken {
 }
 
 impl Mirror {
+    /// A mirror, on or off (see [`Mirror::set_on`]).
+    pub(crate) fn new(on: bool) -> Self {
+        Mirror {
+            rows: Mutex::new(Rows::default()),
+            on: AtomicBool::new(on),
+            taken: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        }
+    }
+
+    /// A batch took its rows from it, and found them `stale` or not.
+    pub(crate) fn count(&self, stale: bool) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        if stale {
+            self.stale.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Batches that took their rows from it, and those of them that found
+    /// them stale, so far.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.taken.load(Ordering::Relaxed), self.stale.load(Ordering::Relaxed))
+    }
+
+    /// Turns it on or off, emptying it either way.
+    pub(crate) fn set_on(&self, on: bool) {
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        *rows = Rows::default();
+        self.on.store(on, Ordering::Release);
+    }
+
     /// Takes the wallets of `user_ids` and the holds of `claims` out; all
     /// of them when each is here (and each hold is its claim's user's),
-    /// else `None`.
+    /// else `None` (always while it is off).
     pub(crate) fn take(&self, user_ids: &[&str], claims: &[HoldClaim]) -> Option<Taken> {
-        let mut rows = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.on.load(Ordering::Acquire) {
+            return None;
+        }
         let wallets: Vec<Option<wallets::Model>> = user_ids.iter().map(|id| rows.wallets.remove(*id)).collect();
         let claimed: Vec<Option<Claimed>> = claims
             .iter()
@@ -75,7 +125,10 @@ impl Mirror {
         writes: &[WalletWrite],
         placed: impl IntoIterator<Item = &'a holds::Model>,
     ) {
-        let mut rows = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.on.load(Ordering::Acquire) {
+            return;
+        }
         for w in writes {
             let Some(row) = before.get(&w.user_id) else {
                 continue;
@@ -112,7 +165,7 @@ impl Mirror {
 
     /// Takes the wallets of `user_ids` and the holds of `hold_ids` out.
     pub(crate) fn forget<'a>(&self, user_ids: impl Iterator<Item = &'a str>, hold_ids: impl Iterator<Item = &'a str>) {
-        let mut rows = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         for id in user_ids {
             rows.wallets.remove(id);
         }
@@ -121,10 +174,20 @@ impl Mirror {
         }
     }
 
+    /// Takes out the wallet of `user_id` if it is kept at a version before
+    /// `version` (written at `version` by another replica, or by this one
+    /// before a batch that kept a newer version).
+    pub(crate) fn forget_before(&self, user_id: &str, version: i64) {
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        if rows.wallets.get(user_id).is_some_and(|w| w.version < version) {
+            rows.wallets.remove(user_id);
+        }
+    }
+
     /// Wallets and holds kept, for the tests.
     #[cfg(test)]
     pub(crate) fn len(&self) -> (usize, usize) {
-        let rows = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         (rows.wallets.len(), rows.holds.len())
     }
 }
@@ -226,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_kept_wallet_is_as_its_write_left_it_and_taken_once() {
-        let mirror = Mirror::default();
+        let mirror = Mirror::new(true);
         let before = HashMap::from([("ana".to_owned(), wallet("ana", 4))]);
         mirror.keep(&before, &[write("ana", 4, 2_000)], [&hold("h1", "ana")]);
         let taken = mirror.take(&["ana"], &[claim("h1", "ana")]).expect("both kept");
@@ -240,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_batch_takes_all_or_nothing_and_what_it_missed_is_gone_too() {
-        let mirror = Mirror::default();
+        let mirror = Mirror::new(true);
         let before = HashMap::from([("ana".to_owned(), wallet("ana", 1)), ("bo".to_owned(), wallet("bo", 1))]);
         mirror.keep(&before, &[write("ana", 1, 0), write("bo", 1, 0)], [&hold("h1", "ana")]);
         // cy is not kept: nothing is taken, and ana's and bo's are out.
@@ -254,7 +317,7 @@ mod tests {
 
     #[test]
     fn an_older_write_never_replaces_a_newer_one() {
-        let mirror = Mirror::default();
+        let mirror = Mirror::new(true);
         let before = HashMap::from([("ana".to_owned(), wallet("ana", 7))]);
         mirror.keep(&before, &[write("ana", 7, 0)], []);
         mirror.keep(&before, &[write("ana", 6, 0)], []);
@@ -265,8 +328,39 @@ mod tests {
     }
 
     #[test]
+    fn an_announced_newer_version_drops_the_wallet_an_older_or_equal_one_does_not() {
+        let mirror = Mirror::new(true);
+        let before = HashMap::from([("ana".to_owned(), wallet("ana", 7))]);
+        mirror.keep(&before, &[write("ana", 7, 0)], []);
+        // This replica's own announcement of the write it kept, or an
+        // older one arriving late: kept.
+        mirror.forget_before("ana", 7);
+        mirror.forget_before("ana", 3);
+        assert_eq!(mirror.len(), (1, 0));
+        // Another replica wrote it since.
+        mirror.forget_before("ana", 8);
+        assert_eq!(mirror.len(), (0, 0));
+    }
+
+    #[test]
+    fn off_it_keeps_and_gives_nothing_and_switching_empties_it() {
+        let mirror = Mirror::new(false);
+        let before = HashMap::from([("ana".to_owned(), wallet("ana", 1))]);
+        mirror.keep(&before, &[write("ana", 1, 0)], [&hold("h1", "ana")]);
+        assert_eq!(mirror.len(), (0, 0));
+        assert!(mirror.take(&["ana"], &[]).is_none());
+        mirror.set_on(true);
+        mirror.keep(&before, &[write("ana", 1, 0)], [&hold("h1", "ana")]);
+        assert_eq!(mirror.len(), (1, 1));
+        mirror.set_on(false);
+        assert_eq!(mirror.len(), (0, 0));
+        mirror.set_on(true);
+        assert!(mirror.take(&["ana"], &[]).is_none(), "emptied when switched off");
+    }
+
+    #[test]
     fn it_keeps_no_more_than_its_bounds() {
-        let mirror = Mirror::default();
+        let mirror = Mirror::new(true);
         let users: Vec<String> = (0..MAX_WALLETS + 5).map(|i| format!("u{i}")).collect();
         let before: HashMap<String, wallets::Model> = users.iter().map(|u| (u.clone(), wallet(u, 1))).collect();
         let writes: Vec<WalletWrite> = users.iter().map(|u| write(u, 1, 0)).collect();

@@ -9,12 +9,14 @@
 //! deadlock detector fails one, which then runs one by one), claims every
 //! hold the batch resolves with one statement, applies each wallet's
 //! operations in arrival order to its state in memory, then writes all the
-//! wallets, the new holds and the journal entries with one statement each
-//! (see `sets`), and commits the batch: one commit, and on PostgreSQL one
-//! WAL flush, for the whole batch, and a fixed number of statements
-//! whatever its size (on PostgreSQL, a large batch's rows of one kind go
-//! in several statements of at most about 12 KiB each: see `chunks`; each
-//! statement's text is built once per shape and kept: see `texts`). An
+//! wallets, the new holds and the journal entries (on SQLite with one
+//! statement each, see `sets`; on PostgreSQL all with one statement, see
+//! `pg`), and commits the batch: one commit, and on PostgreSQL one WAL
+//! flush, for the whole batch, and a fixed number of statements whatever
+//! its size (on PostgreSQL, a large batch's rows go in several statements
+//! of at most about 12 KiB each: see `chunks`; each statement's text is
+//! built once per shape and kept: see `texts`, or never changes: see
+//! `pg`). An
 //! operation that finds no other in the ledger runs at once, as a batch of
 //! its own: at concurrency 1 there is nothing to batch, and no hand-off to
 //! a writer to pay for. On SQLite, a batch of one wallet (so every
@@ -27,7 +29,11 @@
 //! last committed takes them from its mirror instead of locking and
 //! claiming them first, and its writes check what it took (see `mirror`):
 //! a batch of one wallet, every operation at concurrency 1, is then one
-//! round trip, `BEGIN` to `COMMIT`.
+//! round trip, `BEGIN` to `COMMIT`. So does any batch on PostgreSQL while
+//! the replica hears the others (its mirror is on): its claims and writes
+//! are one statement, a transaction by itself, one round trip where a
+//! batch took seven (`BEGIN`, lock, claim, wallets, holds, entries,
+//! `COMMIT`); one that reads its wallets takes five.
 //!
 //! An operation is answered only after the commit that holds it: a crash
 //! before then loses nothing that was acknowledged. A refusal (insufficient
@@ -42,6 +48,7 @@ mod apply;
 mod batch;
 mod chunks;
 mod mirror;
+mod pg;
 mod script;
 mod sets;
 #[cfg(test)]
@@ -268,6 +275,13 @@ impl Store {
     /// store was connected.
     pub fn group_commit_counts(&self) -> (u64, u64) {
         self.group.as_ref().map_or((0, 0), |g| g.counts.totals())
+    }
+
+    /// Batches that took their wallets and holds from the ledger's mirror
+    /// (see `mirror`), and those of them whose writes found them stale (and
+    /// ran again, reading), since the store was connected.
+    pub fn ledger_mirror_counts(&self) -> (u64, u64) {
+        self.mirror.as_ref().map_or((0, 0), |m| m.counts())
     }
 
     /// This store as its writers use it: without writers of its own, on

@@ -43,7 +43,7 @@ pub(crate) struct Claimed {
 
 /// A wallet's write in a batch: balances as deltas, guarded by the version
 /// the batch's lock gave it; the rest as it now is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct WalletWrite {
     pub user_id: String,
     pub version: i64,
@@ -344,10 +344,10 @@ pub(crate) async fn write_wallets(txn: &LedgerTxn, writes: &[WalletWrite], chann
 /// An entry as its insert reads it back: enough to number it and check
 /// that the numbers follow the rows.
 #[derive(Debug, FromQueryResult)]
-struct Numbered {
-    id: i64,
-    user_id: String,
-    balance_after: i64,
+pub(crate) struct Numbered {
+    pub id: i64,
+    pub user_id: String,
+    pub balance_after: i64,
 }
 
 /// Columns of the rows [`entries_statement`] returns.
@@ -357,10 +357,19 @@ pub(crate) const ENTRIES_WIDTH: usize = 3;
 /// from what it `returned`, in the order of `rows`. Only the ids (and what
 /// checks their order) are read back: the rest is what was written.
 pub(crate) fn numbered_entries(rows: Vec<journal_entries::Model>, returned: &[QueryResult]) -> StoreResult<Vec<Entry>> {
-    let mut numbered = returned
+    let numbered = returned
         .iter()
         .map(|row| Numbered::from_query_result(row, ""))
         .collect::<Result<Vec<_>, _>>()?;
+    number_entries(rows, numbered)
+}
+
+/// The entries `rows` numbered by what their insert returned (`numbered`,
+/// in any order): in the order of `rows`, checked against it.
+pub(crate) fn number_entries(
+    rows: Vec<journal_entries::Model>,
+    mut numbered: Vec<Numbered>,
+) -> StoreResult<Vec<Entry>> {
     // One statement numbers its rows in the order given; RETURNING may
     // list them in any order, so they are put back in id order and
     // checked against what was asked.

@@ -1,19 +1,27 @@
 //! The transaction a ledger batch runs in.
 //!
-//! On PostgreSQL (and an in-memory SQLite database, which lives only as
-//! long as its one connection) it is SeaORM's. On a SQLite file it is the
-//! pool's one connection, held for the batch, with `BEGIN` sent with the
-//! batch's first statement and `COMMIT` with its last (see
-//! [`LedgerTxn::run`]): sqlx hands every statement to the connection's
-//! own thread and waits for it to come back, and SeaORM's transaction sends
-//! `BEGIN` and `COMMIT` as statements of their own, so a batch of one
-//! wallet cost four such round trips where it now costs two, and a larger
-//! batch six where it cost seven (`COMMIT` goes alone after a larger
-//! batch: see `Batch::flush`, and the README's benchmarks). Both are
-//! SeaORM connections ([`ConnectionTrait`]): everything that runs in a
-//! batch is written once for both.
+//! On a SQLite file or PostgreSQL it is a connection of the pool, held for
+//! the batch, begun with the batch's first statement and committed with
+//! its last where the database can (see [`LedgerTxn::run`]); elsewhere (an
+//! in-memory SQLite database, which lives only as long as its one
+//! connection) it is SeaORM's. SeaORM's transaction sends `BEGIN` and
+//! `COMMIT` as statements of their own, each a round trip:
+//! - SQLite: sqlx hands every statement to the connection's own thread
+//!   and waits for it to come back; `BEGIN` goes with the batch's first
+//!   statement and `COMMIT` with its last, in one script, so a batch of
+//!   one wallet cost four such round trips where it now costs two, and a
+//!   larger batch six where it cost seven (`COMMIT` goes alone after a
+//!   larger batch: see `Batch::flush`, and the README's benchmarks).
+//! - PostgreSQL: its protocol takes one statement with parameters at a
+//!   time, so `BEGIN` goes alone before the batch's first statement,
+//!   unless that statement is also its last: then it runs alone, a
+//!   transaction by itself, and commits with no `BEGIN` or `COMMIT` (a
+//!   batch taken from the mirror: one round trip, see `pg`).
 //!
-//! A SQLite transaction that ends any other way than by its commit or
+//! All are SeaORM connections ([`ConnectionTrait`]): everything that runs
+//! in a batch is written once for every database.
+//!
+//! A pool's transaction that ends any other way than by its commit or
 //! rollback (its future dropped, a panic) closes its connection, which
 //! rolls it back: the connection never goes back to the pool inside a
 //! transaction.
@@ -22,7 +30,7 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::Values;
 use sea_orm::sqlx::pool::PoolConnection;
-use sea_orm::sqlx::{self, AssertSqlSafe, Sqlite, SqlitePool};
+use sea_orm::sqlx::{self, AssertSqlSafe, PgPool, Postgres, Sqlite, SqlitePool};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
 use tokio::sync::Mutex;
@@ -30,7 +38,7 @@ use tokio::sync::Mutex;
 /// A ledger batch's transaction (see the module's documentation).
 pub(crate) enum LedgerTxn {
     Sea(DatabaseTransaction),
-    Sqlite(SqliteTxn),
+    Pool(PoolTxn),
 }
 
 impl From<DatabaseTransaction> for LedgerTxn {
@@ -49,21 +57,33 @@ impl LedgerTxn {
     /// its first statement.
     pub(crate) async fn sqlite(pool: &SqlitePool) -> Result<Self, DbErr> {
         let conn = pool.acquire().await.map_err(query_err)?;
-        Ok(LedgerTxn::Sqlite(SqliteTxn {
+        Ok(Self::pool(Conn::Sqlite(conn)))
+    }
+
+    /// A transaction on a connection of `pool` (PostgreSQL's), begun
+    /// before its first statement unless that one is also its last.
+    pub(crate) async fn postgres(pool: &PgPool) -> Result<Self, DbErr> {
+        let conn = pool.acquire().await.map_err(query_err)?;
+        Ok(Self::pool(Conn::Postgres(conn)))
+    }
+
+    fn pool(conn: Conn) -> Self {
+        LedgerTxn::Pool(PoolTxn {
+            backend: conn.backend(),
             inner: Mutex::new(Inner {
                 conn,
                 stage: Stage::Fresh,
             }),
-        }))
+        })
     }
 
     /// Runs `statement` (its rows when `rows`), committing the transaction
-    /// with it when `commit` and the transaction can (a SQLite file's):
-    /// one round trip to the connection's thread for both. A transaction
-    /// that cannot runs it alone, for the caller to commit.
+    /// with it when `commit` and the transaction can (a pool's; see the
+    /// module's documentation): one round trip for both. SeaORM's runs it
+    /// alone, for the caller to commit.
     pub(crate) async fn run(&self, statement: Statement, rows: bool, commit: bool) -> Result<Sent, DbErr> {
         match self {
-            LedgerTxn::Sqlite(t) => t.send(statement, rows, commit).await,
+            LedgerTxn::Pool(t) => t.send(statement, rows, commit).await,
             LedgerTxn::Sea(t) => {
                 let rows = if rows {
                     t.query_all_raw(statement).await?
@@ -81,21 +101,21 @@ impl LedgerTxn {
     pub(crate) async fn stage(&self) -> Stage {
         match self {
             LedgerTxn::Sea(_) => Stage::Open,
-            LedgerTxn::Sqlite(t) => t.stage().await,
+            LedgerTxn::Pool(t) => t.stage().await,
         }
     }
 
     pub(crate) async fn commit(self) -> Result<(), DbErr> {
         match self {
             LedgerTxn::Sea(t) => t.commit().await,
-            LedgerTxn::Sqlite(t) => t.end("COMMIT", Stage::Committed).await,
+            LedgerTxn::Pool(t) => t.end("COMMIT", Stage::Committed).await,
         }
     }
 
     pub(crate) async fn rollback(self) -> Result<(), DbErr> {
         match self {
             LedgerTxn::Sea(t) => t.rollback().await,
-            LedgerTxn::Sqlite(t) => t.end("ROLLBACK", Stage::RolledBack).await,
+            LedgerTxn::Pool(t) => t.end("ROLLBACK", Stage::RolledBack).await,
         }
     }
 }
@@ -105,42 +125,43 @@ impl ConnectionTrait for LedgerTxn {
     fn get_database_backend(&self) -> DbBackend {
         match self {
             LedgerTxn::Sea(t) => t.get_database_backend(),
-            LedgerTxn::Sqlite(_) => DbBackend::Sqlite,
+            LedgerTxn::Pool(t) => t.backend(),
         }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self {
             LedgerTxn::Sea(t) => t.execute_raw(stmt).await,
-            LedgerTxn::Sqlite(t) => t.execute(stmt.sql, stmt.values).await,
+            LedgerTxn::Pool(t) => t.execute(stmt.sql, stmt.values).await,
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match self {
             LedgerTxn::Sea(t) => t.execute_unprepared(sql).await,
-            LedgerTxn::Sqlite(t) => t.execute(sql.to_owned(), None).await,
+            LedgerTxn::Pool(t) => t.execute(sql.to_owned(), None).await,
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self {
             LedgerTxn::Sea(t) => t.query_one_raw(stmt).await,
-            LedgerTxn::Sqlite(t) => Ok(t.send(stmt, true, false).await?.rows.into_iter().next()),
+            LedgerTxn::Pool(t) => Ok(t.send(stmt, true, false).await?.rows.into_iter().next()),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self {
             LedgerTxn::Sea(t) => t.query_all_raw(stmt).await,
-            LedgerTxn::Sqlite(t) => Ok(t.send(stmt, true, false).await?.rows),
+            LedgerTxn::Pool(t) => Ok(t.send(stmt, true, false).await?.rows),
         }
     }
 }
 
-/// A transaction on a SQLite file's connection (see the module's
+/// A transaction on a connection of a pool (see the module's
 /// documentation).
-pub(crate) struct SqliteTxn {
+pub(crate) struct PoolTxn {
+    backend: DbBackend,
     inner: Mutex<Inner>,
 }
 
@@ -156,58 +177,155 @@ pub(crate) enum Stage {
     Unknown,
 }
 
+/// A pool's connection.
+enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Conn {
+    fn backend(&self) -> DbBackend {
+        match self {
+            Conn::Sqlite(_) => DbBackend::Sqlite,
+            Conn::Postgres(_) => DbBackend::Postgres,
+        }
+    }
+
+    /// Runs `sql` with `values`: its rows when `rows`.
+    async fn run(&mut self, sql: String, values: Values, rows: bool) -> Result<Vec<QueryResult>, sqlx::Error> {
+        match (self, rows) {
+            (Conn::Sqlite(c), true) => Ok(sqlx::query_with(AssertSqlSafe(sql), SqlxValues(values))
+                .fetch_all(&mut **c)
+                .await?
+                .into_iter()
+                .map(QueryResult::from)
+                .collect()),
+            (Conn::Sqlite(c), false) => sqlx::query_with(AssertSqlSafe(sql), SqlxValues(values))
+                .execute(&mut **c)
+                .await
+                .map(|_| Vec::new()),
+            (Conn::Postgres(c), true) => Ok(sqlx::query_with(AssertSqlSafe(sql), SqlxValues(values))
+                .fetch_all(&mut **c)
+                .await?
+                .into_iter()
+                .map(QueryResult::from)
+                .collect()),
+            (Conn::Postgres(c), false) => sqlx::query_with(AssertSqlSafe(sql), SqlxValues(values))
+                .execute(&mut **c)
+                .await
+                .map(|_| Vec::new()),
+        }
+    }
+
+    /// Runs `sql` with `values` (unprepared without).
+    async fn execute(&mut self, sql: String, values: Option<Values>) -> Result<ExecResult, sqlx::Error> {
+        Ok(match (self, values) {
+            (Conn::Sqlite(c), Some(values)) => sqlx::query_with(AssertSqlSafe(sql), SqlxValues(values))
+                .execute(&mut **c)
+                .await?
+                .into(),
+            (Conn::Sqlite(c), None) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await?.into(),
+            (Conn::Postgres(c), Some(values)) => sqlx::query_with(AssertSqlSafe(sql), SqlxValues(values))
+                .execute(&mut **c)
+                .await?
+                .into(),
+            (Conn::Postgres(c), None) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await?.into(),
+        })
+    }
+
+    /// Sends `sql`, with no parameters, kept prepared by the connection
+    /// like any statement.
+    async fn send(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Sqlite(c) => sqlx::query(AssertSqlSafe(sql)).execute(&mut **c).await.map(|_| ()),
+            Conn::Postgres(c) => sqlx::query(AssertSqlSafe(sql)).execute(&mut **c).await.map(|_| ()),
+        }
+    }
+
+    fn close_on_drop(&mut self) {
+        match self {
+            Conn::Sqlite(c) => c.close_on_drop(),
+            Conn::Postgres(c) => c.close_on_drop(),
+        }
+    }
+}
+
 struct Inner {
-    conn: PoolConnection<Sqlite>,
+    conn: Conn,
     stage: Stage,
 }
 
 impl Inner {
-    /// `sql` as sent: after `BEGIN` if it is the transaction's first, and
-    /// before `COMMIT` when `commit`.
-    fn text(&mut self, sql: String, commit: bool) -> Result<String, DbErr> {
-        let sql = match self.stage {
-            Stage::Open => sql,
-            Stage::Fresh => {
-                self.stage = Stage::Open;
-                format!("BEGIN;\n{sql}")
-            }
-            Stage::Committed | Stage::RolledBack | Stage::Unknown => {
-                return Err(DbErr::Custom("the ledger transaction has already ended".to_owned()));
-            }
-        };
-        Ok(if commit { format!("{sql};\nCOMMIT") } else { sql })
+    fn backend(&self) -> DbBackend {
+        self.conn.backend()
     }
 
-    /// Sends `end` (`COMMIT` or `ROLLBACK`), kept prepared by the
+    /// Opens the transaction before `sql` if it is its first: on SQLite
+    /// `BEGIN` goes with it (the text to send is returned), on PostgreSQL
+    /// alone, first. `alone`: `sql` is also the transaction's last, and on
+    /// PostgreSQL it then runs as a transaction by itself.
+    async fn open(&mut self, sql: String, alone: bool) -> Result<String, DbErr> {
+        match self.stage {
+            Stage::Open => Ok(sql),
+            Stage::Fresh => match self.conn {
+                Conn::Sqlite(_) => {
+                    self.stage = Stage::Open;
+                    Ok(format!("BEGIN;\n{sql}"))
+                }
+                Conn::Postgres(_) if alone => Ok(sql),
+                Conn::Postgres(_) => {
+                    self.end("BEGIN", Stage::Open).await.map_err(exec_err)?;
+                    Ok(sql)
+                }
+            },
+            Stage::Committed | Stage::RolledBack | Stage::Unknown => {
+                Err(DbErr::Custom("the ledger transaction has already ended".to_owned()))
+            }
+        }
+    }
+
+    /// Sends `end` (`BEGIN`, `COMMIT` or `ROLLBACK`), kept prepared by the
     /// connection like any statement (a batch of several wallets commits
     /// alone: sent raw, it was prepared again for every batch).
     async fn end(&mut self, end: &'static str, to: Stage) -> Result<(), sqlx::Error> {
-        let done = sqlx::query(AssertSqlSafe(end)).execute(&mut *self.conn).await;
+        let done = self.conn.send(end).await;
         self.stage = if done.is_ok() { to } else { Stage::Unknown };
-        done.map(|_| ())
+        done
     }
 }
 
-impl SqliteTxn {
+impl PoolTxn {
     async fn send(&self, statement: Statement, rows: bool, commit: bool) -> Result<Sent, DbErr> {
         let mut inner = self.inner.lock().await;
-        let sql = inner.text(statement.sql, commit)?;
-        let values = SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
-        let query = sqlx::query_with(AssertSqlSafe(sql), values);
-        let sent = if rows {
-            query
-                .fetch_all(&mut *inner.conn)
-                .await
-                .map(|rows| rows.into_iter().map(QueryResult::from).collect())
-        } else {
-            query.execute(&mut *inner.conn).await.map(|_| Vec::new())
-        };
+        let alone = commit && inner.stage == Stage::Fresh;
+        let mut sql = inner.open(statement.sql, commit).await?;
+        let postgres = inner.backend() == DbBackend::Postgres;
+        if commit && !postgres {
+            sql.push_str(";\nCOMMIT");
+        }
+        let values = statement.values.unwrap_or(Values(Vec::new()));
+        let sent = inner.conn.run(sql, values, rows).await;
         match sent {
+            Ok(rows) if commit && postgres && !alone => {
+                inner.end("COMMIT", Stage::Committed).await.map_err(exec_err)?;
+                Ok(Sent { rows })
+            }
             Ok(rows) => {
                 if commit {
                     inner.stage = Stage::Committed;
                 }
                 Ok(Sent { rows })
+            }
+            // PostgreSQL, a transaction by itself: refused by the database,
+            // nothing of it landed; any other failure leaves unknown
+            // whether it did.
+            Err(e) if alone && postgres => {
+                inner.stage = if e.as_database_error().is_some() {
+                    Stage::RolledBack
+                } else {
+                    Stage::Unknown
+                };
+                Err(query_err(e))
             }
             Err(e) => {
                 if commit {
@@ -223,20 +341,16 @@ impl SqliteTxn {
 
     async fn execute(&self, sql: String, values: Option<Values>) -> Result<ExecResult, DbErr> {
         let mut inner = self.inner.lock().await;
-        let sql = inner.text(sql, false)?;
-        let done = match values {
-            Some(values) => {
-                sqlx::query_with(AssertSqlSafe(sql), SqlxValues(values))
-                    .execute(&mut *inner.conn)
-                    .await
-            }
-            None => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *inner.conn).await,
-        };
-        done.map(ExecResult::from).map_err(exec_err)
+        let sql = inner.open(sql, false).await?;
+        inner.conn.execute(sql, values).await.map_err(exec_err)
     }
 
     async fn stage(&self) -> Stage {
         self.inner.lock().await.stage
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.backend
     }
 
     /// Commits or rolls back (`end`) what it began, if anything.

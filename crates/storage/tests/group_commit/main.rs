@@ -88,6 +88,10 @@ async fn funded(db: &TestDb, writers: usize) -> Store {
         .store_with(clock, PlanCatalog::shipped(), |o| o.ledger_writers = Some(writers))
         .await
         .unwrap();
+    // As a PostgreSQL replica runs while it hears the others: the ledger's
+    // mirror on (SQLite's always is; the other storage tests run
+    // PostgreSQL's ledger with it off).
+    store.set_shared_caching(true);
     for user in USERS {
         store.ensure_user(&member(user, "org")).await.unwrap();
         let grant = CreditRequest {
