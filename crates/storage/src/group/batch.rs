@@ -8,13 +8,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Iterable};
 
 use super::apply::Applied;
-use super::chunks::{chunked, chunked_owned, model_bytes};
+use super::chunks::chunked;
 use super::pg::{Writes, write_statements, written};
 use super::script::Script;
 use super::sets::{
     CLAIMED_WIDTH, Claimed, ENTRIES_WIDTH, HoldClaim, VersionCheck, WalletWrite, announces, check_wallets, claim_holds,
-    claim_statement, claimed, insert_entries, number_entries, numbered_entries, wallet_write_width, wallets_statement,
-    write_wallets,
+    claim_statement, claimed, number_entries, numbered_entries, wallet_write_width, wallets_statement,
 };
 use super::texts::{entries_statement, holds_statement, lock_statement};
 use super::txn::{LedgerTxn, Stage};
@@ -205,12 +204,8 @@ impl Batch {
         if backend == DbBackend::Postgres {
             return self.flush_postgres(channel, &wallets, &holds, rows, mirrored).await;
         }
-        // Large batches write each kind of rows in several statements (see
-        // `chunks`): the first of each sent together, the others after.
-        let wallet_chunks = chunked(backend, &wallets, WalletWrite::bytes);
-        let mut hold_chunks = chunked_owned(backend, holds, model_bytes).into_iter();
-        let mut entry_chunks = chunked_owned(backend, rows, model_bytes).into_iter();
-        let insert_holds = |chunk: Vec<holds::Model>| holds_statement(backend, &chunk);
+        // SQLite: each kind of rows in one statement (its connection is no
+        // socket, see `chunks`), sent together for a batch of few wallets.
         let mut script = Script::new(self.together);
         // Taken from the mirror: the claims go with the writes, checked by
         // the wallets' write when it is sent with them (one wallet), else
@@ -230,45 +225,34 @@ impl Batch {
                 }
             }
         }
-        let wallets_at = match wallet_chunks.first() {
-            Some(first) => Some(script.push(
-                wallets_statement(backend, first, channel, check, claims),
+        let wallets_at = match wallets.is_empty() {
+            true => None,
+            false => Some(script.push(
+                wallets_statement(backend, &wallets, channel, check, claims),
                 wallet_write_width(announces(backend, channel)),
             )?),
-            None => None,
         };
-        if let Some(first) = hold_chunks.next() {
-            script.push(insert_holds(first), 0)?;
+        if !holds.is_empty() {
+            script.push(holds_statement(backend, &holds), 0)?;
         }
-        let first_entries = entry_chunks.next();
-        let entries_at = match &first_entries {
-            Some(first) => Some(script.push(entries_statement(backend, first), ENTRIES_WIDTH)?),
-            None => None,
+        let entries_at = match rows.is_empty() {
+            true => None,
+            false => Some(script.push(entries_statement(backend, &rows), ENTRIES_WIDTH)?),
         };
         // All of it in one script sent together: the commit can go with
-        // it. Not with a larger batch's last statement: SQLite's
-        // connection keeps each statement it prepared by its text, and
-        // that one's text, which varies with the batch's rows, would come
-        // in a variant with the commit and one without (the README's
-        // benchmarks: more memory, no gain).
-        let last = self.together && wallet_chunks.len() <= 1 && hold_chunks.len() == 0 && entry_chunks.len() == 0;
-        let mut ran = script.run(&self.txn, last).await?;
-        if let (Some(at), Some(first)) = (wallets_at, wallet_chunks.first()) {
-            check_wallets(first, &ran.rows(at))?;
+        // it. Not with a larger batch's statements, sent one by one:
+        // SQLite's connection keeps each statement it prepared by its
+        // text, and the last one's text, which varies with the batch's
+        // rows, would come in a variant with the commit and one without
+        // (the README's benchmarks: more memory, no gain).
+        let mut ran = script.run(&self.txn, self.together).await?;
+        if let Some(at) = wallets_at {
+            check_wallets(&wallets, &ran.rows(at))?;
         }
-        for chunk in wallet_chunks.iter().skip(1) {
-            write_wallets(&self.txn, chunk, channel).await?;
-        }
-        for chunk in hold_chunks {
-            self.txn.execute_raw(insert_holds(chunk)).await?;
-        }
-        let mut entries = match (entries_at, first_entries) {
-            (Some(at), Some(first)) => numbered_entries(first, &ran.rows(at))?,
-            _ => Vec::new(),
+        let entries = match entries_at {
+            Some(at) => numbered_entries(rows, &ran.rows(at))?,
+            None => Vec::new(),
         };
-        for chunk in entry_chunks {
-            entries.extend(insert_entries(&self.txn, chunk).await?);
-        }
         Ok(entries)
     }
 }

@@ -1,5 +1,6 @@
-//! PostgreSQL: a large batch's rows of one kind written by several
-//! statements, each sending at most about 12 KiB of values.
+//! PostgreSQL: a large batch's rows sent by several statements, each
+//! carrying at most about 12 KiB of values: the claims of a batch that
+//! reads its wallets (here), and the writes of every batch (see `pg`).
 //!
 //! sqlx does not turn off Nagle's algorithm on its connections, and over
 //! TLS it writes a message one TLS record (16 KiB at most) at a time. A
@@ -13,12 +14,12 @@
 //! benchmarks). Kept under one record, each statement goes at once.
 //! SQLite's connection is no socket: its rows are never split.
 
-use sea_orm::{DbBackend, EntityTrait, Iterable, ModelTrait, Value};
+use sea_orm::DbBackend;
 
-use super::sets::{HoldClaim, WalletWrite};
+use super::sets::HoldClaim;
 
 /// Bytes of values a statement sends at most, as estimated by
-/// [`value_bytes`]: under one TLS record with room for the message's
+/// `HoldClaim::bytes` (and by `pg`, its JSON): under one TLS record with room for the message's
 /// framing and what the estimate leaves out.
 pub(crate) const MAX_VALUE_BYTES: usize = 12 * 1024;
 
@@ -46,57 +47,19 @@ pub(crate) fn chunked<T>(backend: DbBackend, rows: &[T], bytes: impl Fn(&T) -> u
     chunks
 }
 
-/// [`chunked`], owning the rows.
-pub(crate) fn chunked_owned<T>(backend: DbBackend, mut rows: Vec<T>, bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-    let lengths: Vec<usize> = chunked(backend, &rows, bytes).iter().map(|c| c.len()).collect();
-    let mut chunks = Vec::with_capacity(lengths.len());
-    for len in lengths {
-        let rest = rows.split_off(len.min(rows.len()));
-        chunks.push(std::mem::replace(&mut rows, rest));
-    }
-    chunks
-}
-
-/// What PostgreSQL's protocol sends of `value`, about: its length and its
-/// bytes.
-fn value_bytes(value: &Value) -> usize {
-    4 + match value {
-        Value::String(Some(s)) => s.len(),
-        Value::Bytes(Some(b)) => b.len(),
-        Value::Json(Some(j)) => j.to_string().len(),
-        _ => 8,
-    }
-}
-
 fn text_bytes(text: &str) -> usize {
     4 + text.len()
 }
 
-/// [`value_bytes`] of each of `row`'s columns.
-pub(crate) fn model_bytes<M: ModelTrait>(row: &M) -> usize {
-    <M::Entity as EntityTrait>::Column::iter()
-        .map(|c| value_bytes(&row.get(c)))
-        .sum()
-}
-
 impl HoldClaim {
-    /// What its claim sends, about (see [`value_bytes`]).
+    /// What its claim sends, about: each text's length and bytes, 12 for
+    /// each other value.
     pub(crate) fn bytes(&self) -> usize {
         text_bytes(&self.id)
             + text_bytes(&self.user_id)
             + text_bytes(self.status.as_str())
             + self.result.as_deref().map_or(4, text_bytes)
             + 2 * 12
-    }
-}
-
-impl WalletWrite {
-    /// What its write sends, about (see [`value_bytes`]).
-    pub(crate) fn bytes(&self) -> usize {
-        text_bytes(&self.user_id)
-            + self.alert_thresholds.as_deref().map_or(4, text_bytes)
-            + self.alert_state.as_deref().map_or(4, text_bytes)
-            + 9 * 12
     }
 }
 
@@ -119,12 +82,6 @@ mod tests {
         }
         assert!(chunks.iter().any(|c| c == &[20_000]), "a row over the limit goes alone");
         assert_eq!(chunks.len(), 11);
-        let owned = chunked_owned(DbBackend::Postgres, rows.clone(), |&b| b);
-        assert_eq!(
-            owned.iter().map(Vec::len).collect::<Vec<_>>(),
-            chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
-        );
-        assert_eq!(owned.concat(), rows);
     }
 
     #[test]
